@@ -1,0 +1,35 @@
+"""`assess`: run the configured stages on a model and data, write metrics.json and the report."""
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from advkeras import __version__
+from advkeras.assess.config import load_config
+from advkeras.assess.context import RunContext
+from advkeras.assess.report_md import write_report_md
+from advkeras.assess.stages import STAGES
+from advkeras.runs import prepare_out_dir, write_json
+
+
+def assess(out: str | Path, *, config: str | Path | dict | None = None, seed: int = 0, force: bool = False,
+           confirm: Callable[[str], bool] | None = None, **overrides: Any) -> RunContext:
+    """Assess a model (or a freshly trained one) on data; returns the run context with all metrics."""
+    cfg = config if isinstance(config, dict) else load_config(config, **overrides)
+    ctx = RunContext(cfg, prepare_out_dir(out, force=force, confirm=confirm), seed)
+    ctx.metrics.update({"advkeras": __version__, "tensorflow": tf.__version__, "python": platform.python_version(),
+                        "seed": seed, "config": cfg, "command": " ".join(["advkeras"] + sys.argv[1:])
+                        if Path(sys.argv[0]).name == "advkeras" else f"advkeras.assess(seed={seed})"})
+    start = time.perf_counter()
+    for stage in tqdm(STAGES, desc="assessment", unit="stage"):
+        stage(ctx)
+    ctx.metrics["seconds"] = time.perf_counter() - start
+    write_json(ctx.out / "metrics.json", ctx.metrics)
+    write_report_md(ctx)
+    return ctx

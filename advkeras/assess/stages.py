@@ -1,0 +1,58 @@
+"""The stages of `advkeras assess`, in order. Each reads the context and records its numbers."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from advkeras.assess.context import RunContext
+from advkeras.attacks import generate
+from advkeras.data import load_dataset
+from advkeras.models import evaluate_classifier, load_model, save_model, split_dataset, train_classifier
+from advkeras.models.zoo import build_classifier
+
+log = logging.getLogger(__name__)
+
+
+def stage_data(ctx: RunContext) -> None:
+    ds = load_dataset(ctx.config["data"])
+    ctx.train, ctx.val, ctx.test = split_dataset(ds, ctx.seed)
+    ctx.metrics["data"] = {
+        "name": ds.name, "n": len(ds), "input_shape": list(ds.input_shape), "classes": list(ds.class_names),
+        "split": {k: {"n": len(p), "groups": None if p.groups is None else sorted(map(str, np.unique(p.groups)))}
+                  for k, p in (("train", ctx.train), ("val", ctx.val), ("test", ctx.test))}}
+
+
+def stage_model(ctx: RunContext) -> None:
+    cfg = ctx.config
+    if cfg.get("model"):
+        ctx.model = load_model(cfg["model"])
+        source = {"loaded": str(cfg["model"])}
+    else:
+        ds = ctx.train
+        backbone = cfg.get("backbone") or ("lenet" if ds.input_shape[-1] == 1 else "vgg_mini")
+        ctx.model = build_classifier(backbone, ds.input_shape, ds.n_classes, seed=ctx.seed)
+        t = cfg["train"]
+        result = train_classifier(ctx.model, ctx.train, ctx.val, epochs=t["epochs"], batch_size=t["batch_size"],
+                                  learning_rate=t["learning_rate"], augment=ds.name == "idc", seed=ctx.seed)
+        save_model(ctx.model, ctx.out / "model.keras")
+        source = {"trained": backbone, "epochs_run": len(result.history["loss"]), "saved": "model.keras"}
+    ctx.metrics["model"] = {**source, "name": ctx.model.name, "params": int(ctx.model.count_params()),
+                            "test": evaluate_classifier(ctx.model, ctx.test)}
+    log.info("held-out accuracy: %.3f", ctx.metrics["model"]["test"]["accuracy"])
+
+
+def stage_attacks(ctx: RunContext) -> None:
+    ev = ctx.eval_set()
+    rows = []
+    for spec in ctx.config.get("attacks", []):
+        for eps in spec.get("eps", [None]):
+            res = generate(ctx.model, ev.x, ev.y, spec["name"], eps=eps, backend=spec.get("backend"),
+                           seed=ctx.seed, **spec.get("params", {}))
+            ctx.adversarials[f"{spec['name']}@{eps}"] = res
+            rows.append(res.summary())
+            log.info("%s eps=%s: success rate %.3f", spec["name"], eps, res.success_rate)
+    ctx.metrics["attacks"] = rows
+
+
+STAGES = [stage_data, stage_model, stage_attacks]

@@ -1,0 +1,8 @@
+"""Attacks: one entry point (`generate`) over foolbox, compiled native TF attacks and ART."""
+from advkeras.attacks.base import Attack
+from advkeras.attacks.native import NativeBIM, NativeFGSM, NativePGD, linf_pgd
+from advkeras.attacks.registry import REGISTRY, attack_names, generate, get_attack
+from advkeras.attacks.result import AttackResult
+
+__all__ = ["Attack", "AttackResult", "NativeBIM", "NativeFGSM", "NativePGD", "REGISTRY", "attack_names",
+           "generate", "get_attack", "linf_pgd"]

@@ -1,0 +1,65 @@
+"""What every attack returns."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class AttackResult:
+    """Adversarials of one attack run, foolbox style: raw and clipped (to the eps ball) images and a
+    success mask computed on the clipped ones, plus per-sample perturbation norms."""
+
+    attack: str
+    backend: str
+    eps: float | None
+    x: np.ndarray
+    y: np.ndarray
+    raw: np.ndarray
+    clipped: np.ndarray
+    success: np.ndarray
+    pred_clean: np.ndarray
+    pred_adv: np.ndarray
+    target: np.ndarray | None = None
+    queries: np.ndarray | None = None
+    seconds: float = 0.0
+    params: dict = field(default_factory=dict)
+
+    @property
+    def l2(self) -> np.ndarray:
+        return np.sqrt(((self.clipped - self.x) ** 2).reshape(len(self.x), -1).sum(1))
+
+    @property
+    def linf(self) -> np.ndarray:
+        return np.abs(self.clipped - self.x).reshape(len(self.x), -1).max(1) if len(self.x) else np.zeros(0)
+
+    @property
+    def success_rate(self) -> float:
+        """Share of samples whose clipped adversarial meets the criterion."""
+        return float(self.success.mean()) if len(self.success) else float("nan")
+
+    @property
+    def success_rate_on_correct(self) -> float:
+        """Success among samples the model classified correctly to begin with (the usual paper metric)."""
+        ok = self.pred_clean == self.y
+        return float(self.success[ok].mean()) if ok.any() else float("nan")
+
+    def summary(self) -> dict:
+        """Numbers a report shows; arrays stay out."""
+        s = self.success
+        return {"attack": self.attack, "backend": self.backend, "eps": self.eps, "n": int(len(self.x)),
+                "targeted": self.target is not None, "success_rate": self.success_rate,
+                "success_rate_on_correct": self.success_rate_on_correct,
+                "clean_accuracy": float((self.pred_clean == self.y).mean()) if len(self.y) else float("nan"),
+                "median_l2_success": float(np.median(self.l2[s])) if s.any() else None,
+                "median_linf_success": float(np.median(self.linf[s])) if s.any() else None,
+                "mean_queries": float(self.queries.mean()) if self.queries is not None else None,
+                "seconds": self.seconds, "params": self.params}
+
+    def save(self, path) -> None:
+        """`.npz` with x, x_adv (clipped), raw, y, success, l2, linf (and target, queries when set)."""
+        extra = {k: v for k, v in (("target", self.target), ("queries", self.queries)) if v is not None}
+        np.savez_compressed(path, x=self.x, x_adv=self.clipped, raw=self.raw, y=self.y, success=self.success,
+                            l2=self.l2, linf=self.linf, pred_clean=self.pred_clean, pred_adv=self.pred_adv,
+                            **extra)

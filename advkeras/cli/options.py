@@ -1,0 +1,36 @@
+"""Options every subcommand shares, and the bridge from advkeras errors to clean CLI messages."""
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Callable
+
+import click
+
+from advkeras.errors import AdvKerasError
+
+
+def common_options(default_out: str) -> Callable:
+    """--seed, --out and --force on a subcommand; errors become one-line messages, not tracebacks."""
+
+    def decorate(fn: Callable) -> Callable:
+        @click.option("--force", is_flag=True, help="Replace --out if it already holds results.")
+        @click.option("--out", type=click.Path(file_okay=False), default=default_out, show_default=True,
+                      help="Output folder.")
+        @click.option("--seed", type=int, default=0, show_default=True, help="Seed for all randomness.")
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            logging.basicConfig(level=logging.INFO, format="%(message)s")
+            try:
+                return fn(*args, **kwargs)
+            except (AdvKerasError, FileExistsError) as exc:
+                raise click.ClickException(str(exc)) from exc
+
+        return wrapper
+
+    return decorate
+
+
+def confirm_overwrite(question: str) -> bool:
+    """Ask on a terminal; never assume yes when nobody can answer."""
+    return click.get_text_stream("stdin").isatty() and click.confirm(question, default=False)

@@ -1,0 +1,47 @@
+"""Output folders of runs: created fresh, never silently overwritten."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+
+def prepare_out_dir(out: str | Path, *, force: bool = False,
+                    confirm: Callable[[str], bool] | None = None) -> Path:
+    """Create `out`; if it exists and is not empty, replace it only with `force` or a yes from `confirm`.
+
+    Raises FileExistsError otherwise, so a user's earlier results are never lost by surprise.
+    """
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        question = f"{out} already holds results. Overwrite it?"
+        if not (force or (confirm is not None and confirm(question))):
+            raise FileExistsError(f"{out} already exists and is not empty; pass --force (force=True) to "
+                                  "replace it, or choose another --out.")
+        shutil.rmtree(out) if out.is_dir() else out.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """Write `data` as indented JSON, converting numpy values (NaN/inf become null)."""
+    path = Path(path)
+    path.write_text(json.dumps(_jsonable(data), indent=2) + "\n")
+    return path

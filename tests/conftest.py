@@ -1,0 +1,45 @@
+"""Shared fixtures: real embedded data and small models trained once per test session."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from advkeras.data import load_sample, split_by_group, split_random  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def idc_splits():
+    """The embedded IDC sample split by patient (seed 0): train, val, test."""
+    return split_by_group(load_sample("idc"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def mnist_splits():
+    """The embedded MNIST test set split at random (seed 0)."""
+    return split_random(load_sample("mnist"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def idc_model(idc_splits):
+    """A vgg_mini classifier trained briefly on the IDC sample (about half a minute on 2 cores)."""
+    from advkeras.models import build_classifier, train_classifier
+
+    train, val, _ = idc_splits
+    model = build_classifier("vgg_mini", train.input_shape, 2, seed=0)
+    train_classifier(model, train, val, epochs=6, patience=6, augment=True, seed=0)
+    return model
+
+
+@pytest.fixture(scope="session")
+def mnist_model(mnist_splits):
+    """A LeNet trained for two epochs on 3,000 MNIST digits (a few seconds)."""
+    from advkeras.models import build_classifier, train_classifier
+
+    train, val, _ = mnist_splits
+    model = build_classifier("lenet", (28, 28, 1), 10, seed=0)
+    train_classifier(model, train.subset(np.arange(3000)), val.subset(np.arange(500)), epochs=2, seed=0)
+    return model

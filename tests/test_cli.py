@@ -1,0 +1,40 @@
+import json
+
+from click.testing import CliRunner
+
+from advkeras.cli import main
+
+
+def test_help_lists_subcommands_and_each_has_common_options():
+    runner = CliRunner()
+    out = runner.invoke(main, ["--help"]).output
+    for name in main.commands:
+        assert name in out
+        sub = runner.invoke(main, [name, "--help"])
+        assert sub.exit_code == 0
+        for opt in ("--seed", "--out", "--help"):
+            assert opt in sub.output, (name, opt)
+
+
+def test_bad_input_gives_a_clean_error(tmp_path):
+    result = CliRunner().invoke(main, ["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")])
+    assert result.exit_code != 0
+    assert "neither an embedded sample" in result.output and "Traceback" not in result.output
+
+
+def test_assess_writes_metrics_and_refuses_to_overwrite(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data: mnist\ntrain: {epochs: 1, batch_size: 128, learning_rate: 0.002}\nmax_eval: 64\n"
+                   "attacks:\n  - {name: fgsm, backend: native, eps: [0.05, 0.2]}\n")
+    runner = CliRunner()
+    result = runner.invoke(main, ["assess", "--config", str(cfg), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model"]["test"]["accuracy"] > 0.5
+    rates = [r["success_rate"] for r in metrics["attacks"]]
+    assert rates[0] < rates[1]
+    assert (out / "report.md").read_text().startswith("# advkeras assessment")
+    again = runner.invoke(main, ["assess", "--config", str(cfg), "--out", str(out)])
+    assert again.exit_code != 0 and "--force" in again.output
+    assert (out / "metrics.json").exists()
