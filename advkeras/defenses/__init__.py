@@ -1,0 +1,1 @@
+"""Defenses: adversarial training, autoencoders (middle, encoder, initial), prediction similarity."""

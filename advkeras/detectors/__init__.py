@@ -1,0 +1,1 @@
+"""Detectors of adversarial inputs: relevant neurons, feature responses, encoder disagreement, peers."""

@@ -1,0 +1,1 @@
+"""Explanations: guided backprop (native + iNNvestigate worker), GradCAM, activation graphs."""
