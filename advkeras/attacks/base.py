@@ -80,8 +80,8 @@ class Attack:
         seconds = time.perf_counter() - start
         raw = np.concatenate(raws) if raws else x.copy()
         clipped = np.concatenate(clips) if clips else x.copy()
-        pred_clean = _predict(model, x, batch_size)
-        pred_adv = _predict(model, clipped, batch_size)
+        pred_clean = predict_labels(model, x, batch_size)
+        pred_adv = predict_labels(model, clipped, batch_size)
         success = pred_adv != y if target is None else pred_adv == np.asarray(target)
         return AttackResult(self.name, self.backend, eps, x, y, raw, clipped, success, pred_clean, pred_adv,
                             None if target is None else np.asarray(target),
@@ -89,6 +89,7 @@ class Attack:
                             seconds, dict(self.params))
 
 
-def _predict(model: tf.keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
+def predict_labels(model: tf.keras.Model, x: np.ndarray, batch_size: int = 128) -> np.ndarray:
+    """Predicted class ids, batch by batch, in inference mode."""
     return np.concatenate([np.argmax(model(x[i:i + batch_size], training=False), axis=1)
                            for i in range(0, len(x), batch_size)]) if len(x) else np.zeros(0, np.int64)
