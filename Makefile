@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test install browser clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,16 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/advkeras assess --out runs/demo --force
 
-test: $(STAMP)
+# The report test drives headless Chromium; install it when missing and we may (root + apt), else it is skipped.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing chromium and chromium-driver for the report's browser test"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+	    || echo "could not install chromium: the browser test will be skipped"; \
+	else echo "chromium is missing and cannot be installed here: the browser test will be skipped"; fi
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q tests
 
 clean:

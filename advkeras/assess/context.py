@@ -22,8 +22,19 @@ class RunContext:
     test: Dataset | None = None
     model: tf.keras.Model | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
-    figures: dict[str, str] = field(default_factory=dict)
+    figures: dict[str, Any] = field(default_factory=dict)  # name -> {"path", "caption", "section"} or a path
     adversarials: dict[str, Any] = field(default_factory=dict)  # "attack@eps" -> AttackResult
+
+    def add_figure(self, section: str, name: str, path: Path, caption: str) -> None:
+        """Register a figure file (inside `out`) for the report's `section`."""
+        self.figures[f"{section}/{name}"] = {"path": str(Path(path).relative_to(self.out)), "caption": caption,
+                                             "section": section}
+
+    def figure_path(self, section: str, filename: str) -> Path:
+        """Where a stage should save a figure: out/figures/<section>/<filename>."""
+        folder = self.out / "figures" / section
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / filename
 
     def eval_set(self) -> Dataset:
         """The held-out images the stages attack and detect on."""

@@ -15,6 +15,7 @@ from advkeras.assess.config import load_config
 from advkeras.assess.context import RunContext
 from advkeras.assess.report_md import write_report_md
 from advkeras.assess.stages import STAGES
+from advkeras.report import render_report
 from advkeras.runs import prepare_out_dir, write_json
 
 
@@ -30,6 +31,8 @@ def assess(out: str | Path, *, config: str | Path | dict | None = None, seed: in
     for stage in tqdm(STAGES, desc="assessment", unit="stage"):
         stage(ctx)
     ctx.metrics["seconds"] = time.perf_counter() - start
+    ctx.metrics["figures"] = ctx.figures
     write_json(ctx.out / "metrics.json", ctx.metrics)
     write_report_md(ctx)
+    render_report(ctx.metrics, ctx.figures, ctx.out)
     return ctx

@@ -7,6 +7,8 @@ import numpy as np
 
 from advkeras.assess.context import RunContext
 from advkeras.attacks import generate
+from advkeras.attacks.plot import plot_adversarial_grid
+from advkeras.report.html import eps_label
 from advkeras.data import load_dataset
 from advkeras.models import evaluate_classifier, load_model, save_model, split_dataset, train_classifier
 from advkeras.models.zoo import build_classifier
@@ -51,6 +53,11 @@ def stage_attacks(ctx: RunContext) -> None:
                            seed=ctx.seed, **spec.get("params", {}))
             ctx.adversarials[f"{spec['name']}@{eps}"] = res
             rows.append(res.summary())
+            tag = f"{spec['name']}_eps{0 if eps is None else round(eps * 255, 1):g}"
+            png = plot_adversarial_grid(res, ctx.figure_path("attacks", f"{tag}.png"),
+                                        class_names=ev.class_names, seed=ctx.seed)
+            ctx.add_figure("attacks", tag, png, f"{spec['name'].upper()} adversarials at "
+                           + ("no budget" if eps is None else f"eps {eps_label(eps)}"))
             log.info("%s eps=%s: success rate %.3f", spec["name"], eps, res.success_rate)
     ctx.metrics["attacks"] = rows
 

@@ -1,0 +1,147 @@
+"""The self-contained HTML assessment report: tables from metrics.json, figures embedded as data URIs."""
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Any, Iterable
+
+from advkeras.evaluation.risk import risk_summary
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222;
+line-height:1.45;padding:0 1rem}
+h1{margin-bottom:.2rem}h2{border-bottom:2px solid #ddd;padding-bottom:.2rem;margin-top:2.2rem}
+table{border-collapse:collapse;margin:.8rem 0;font-size:.92rem}th,td{border:1px solid #ccc;padding:.3rem .6rem;
+text-align:left}th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.lvl{font-weight:700;padding:.1rem .5rem;border-radius:.3rem;color:#fff}.high{background:#c0392b}
+.medium{background:#d68910}.low{background:#1e8449}.meta{color:#666;font-size:.9rem}
+figure{display:inline-block;margin:.6rem;vertical-align:top;max-width:520px}figure img{max-width:100%;
+border:1px solid #ddd}figcaption{font-size:.85rem;color:#444}
+"""
+
+
+def _esc(v: Any) -> str:
+    return html.escape(str(v))
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "&ndash;"
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    return _esc(v)
+
+
+def table(headers: Iterable[str], rows: Iterable[Iterable[Any]], cls: str = "") -> str:
+    """An HTML table; numbers right-aligned and rounded to 3 decimals."""
+    head = "".join(f"<th>{_esc(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f'<td class="num">{_fmt(c)}</td>' if isinstance(c, (int, float))
+                                   and not isinstance(c, bool) else f"<td>{_fmt(c)}</td>" for c in r) + "</tr>"
+                   for r in rows)
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def embed_png(path: Path) -> str:
+    """A PNG file as a data URI, so the report needs no other file and no network."""
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _figures(out: Path, figures: dict[str, Any], section: str) -> str:
+    items = []
+    for name, fig in figures.items():
+        fig = fig if isinstance(fig, dict) else {"path": fig}
+        sec = fig.get("section") or name.split("/", 1)[0]
+        path = out / fig["path"]
+        if sec != section or not path.is_file():
+            continue
+        caption = fig.get("caption") or name
+        items.append(f'<figure><img alt="{_esc(caption)}" src="{embed_png(path)}">'
+                     f"<figcaption>{_esc(caption)}</figcaption></figure>")
+    return "".join(items)
+
+
+def _section(out: Path, metrics: dict, figures: dict, key: str, title: str, body: str) -> str:
+    figs = _figures(out, figures, key)
+    if not body and not figs:
+        return ""
+    return f'<section id="{key}"><h2>{_esc(title)}</h2>{body}{figs}</section>'
+
+
+def eps_label(eps: float | None) -> str:
+    """A budget as users think of it: in 8-bit grey levels (8/255), one decimal when not whole."""
+    if eps is None:
+        return "unbounded"
+    levels = eps * 255
+    return f"{levels:.0f}/255" if abs(levels - round(levels)) < 0.05 else f"{levels:.1f}/255"
+
+
+def _model_body(m: dict) -> str:
+    t = m["model"]["test"]
+    recall = ", ".join(f"{_esc(k)} {v:.3f}" for k, v in t["per_class_recall"].items() if v is not None)
+    rows = [["held-out accuracy", t["accuracy"]], ["held-out images", t["n"]],
+            ["held-out patients", ", ".join(t.get("groups") or []) or "n/a"], ["recall per class", recall],
+            ["parameters", m["model"]["params"]]]
+    return table(["measure", "value"], rows)
+
+
+def _attacks_body(m: dict) -> str:
+    rows = [[r["attack"], r["backend"], eps_label(r["eps"]),
+             r["success_rate"], r["success_rate_on_correct"], r.get("median_linf_success"),
+             r.get("median_l2_success")] for r in m.get("attacks", [])]
+    return table(["attack", "backend", "eps", "success rate", "success on correctly classified",
+                  "median Linf", "median L2"], rows) if rows else ""
+
+
+def _rows_body(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+    return table([c[1] for c in columns], [[r.get(c[0]) for c in columns] for r in rows]) if rows else ""
+
+
+SECTIONS: list[tuple[str, str]] = [
+    ("attacks", "Attacks"), ("defenses", "Defenses"), ("detectors", "Detectors"),
+    ("prediction_similarity", "Prediction similarity (attack processes)"),
+    ("feature_responses", "Feature responses"), ("relevant_neurons", "Relevant neurons"),
+    ("activation_graphs", "Activation graphs"),
+]
+
+
+def render_report(metrics: dict[str, Any], figures: dict[str, Any], out: str | Path) -> Path:
+    """Write out/report.html from the run's metrics and figures (paths relative to `out`)."""
+    out = Path(out)
+    m = metrics
+    risks = risk_summary(m)
+    risk_rows = [[f'<span class="lvl {r["level"]}">{r["level"]}</span>', r["threat"], r["reason"]] for r in risks]
+    risk_table = ('<table class="risks"><thead><tr><th>level</th><th>threat</th><th>why</th></tr></thead><tbody>'
+                  + "".join("<tr><td>" + r[0] + "</td><td>" + _esc(r[1]) + "</td><td>" + _esc(r[2])
+                            + "</td></tr>" for r in risk_rows) + "</tbody></table>")
+    bodies = {
+        "attacks": _attacks_body(m),
+        "defenses": _rows_body(m.get("defense_summary", []), [
+            ("defense", "defense"), ("clean_accuracy", "clean accuracy"),
+            ("clean_accuracy_drop", "accuracy cost"), ("recovered", "known adversarials no longer adversarial"),
+            ("new_success", "new attack success"), ("median_min_eps", "median minimal eps")]),
+        "detectors": _rows_body(m.get("detector_summary", []), [
+            ("detector", "detector"), ("attack", "attack"), ("auc", "AUC"), ("tpr_at_1", "detection at 1 % FPR"),
+            ("tpr_at_5", "detection at 5 % FPR"), ("fpr_at_5", "FPR reached (5 % target)")]),
+        "prediction_similarity": _rows_body([m["ps_summary"]] if m.get("ps_summary") else [], [
+            ("detected_share", "attack processes detected"), ("benign_flagged_share", "benign users flagged"),
+            ("median_queries_to_alarm", "median queries to first alarm"),
+            ("success_flip_off", "attack success, flip off"), ("success_flip_on", "attack success, flip on")]),
+    }
+    sections = "".join(_section(out, m, figures, key, title, bodies.get(key, "")) for key, title in SECTIONS)
+    doc = f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
+<title>advkeras assessment: {_esc(m['data']['name'])}</title><style>{_CSS}</style></head><body>
+<header><h1>Adversarial risk assessment</h1>
+<p class="meta">data <b>{_esc(m['data']['name'])}</b> ({m['data']['n']} images) &middot; model
+<b>{_esc(m['model']['name'])}</b> &middot; seed {m['seed']} &middot; advkeras {_esc(m['advkeras'])},
+TensorFlow {_esc(m['tensorflow'])} &middot; command <code>{_esc(m['command'])}</code></p></header>
+<section id="risk"><h2>Risk summary</h2>{risk_table}
+<p class="meta">Rules: evasion is high when an attack flips at least 50 % of correctly classified images at a budget
+of at most 4/255 (medium from 20 %); detection risk is low when the best detector flags at least 90 % of
+adversarials at 5 % false positives.</p></section>
+<section id="model"><h2>Model</h2>{_model_body(m)}</section>
+{sections}
+</body></html>"""
+    path = out / "report.html"
+    path.write_text(doc)
+    return path

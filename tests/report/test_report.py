@@ -1,0 +1,72 @@
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from advkeras.evaluation.risk import risk_summary
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+def test_report_is_self_contained_and_has_its_sections(tiny_run):
+    page = (tiny_run.out / "report.html").read_text()
+    for section in ("Risk summary", "Model", "Attacks"):
+        assert f"<h2>{section}</h2>" in page
+    srcs = re.findall(r'src="([^"]+)"', page)
+    assert len(srcs) == len(tiny_run.figures) >= 1
+    assert all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert "http://" not in page and "https://" not in page
+    acc = tiny_run.metrics["model"]["test"]["accuracy"]
+    assert f"{acc:.3f}" in page
+
+
+def test_risk_levels_follow_the_stated_rules():
+    attacks = [{"attack": "pgd", "eps": 2 / 255, "success_rate_on_correct": 0.9},
+               {"attack": "fgsm", "eps": 2 / 255, "success_rate_on_correct": 0.1},
+               {"attack": "fgsm", "eps": 8 / 255, "success_rate_on_correct": 0.95}]
+    rows = risk_summary({"attacks": attacks,
+                         "detector_summary": [{"detector": "d", "attack": "pgd", "tpr_at_5": 0.95}],
+                         "ps_summary": {"detected_share": 0.5, "benign_flagged_share": 0.0}})
+    levels = {r["threat"]: r["level"] for r in rows}
+    assert levels["evasion by PGD"] == "high"
+    assert levels["evasion by FGSM"] == "low"  # judged at the small budget, not at 8/255
+    assert levels["adversarial inputs going unnoticed"] == "low"
+    assert levels["attack campaigns through the API"] == "high"
+
+
+def _chrome():
+    try:
+        from selenium import webdriver
+    except ImportError:
+        return None, "selenium is not installed (pip install advkeras[test])"
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        return None, "chromium/chromedriver missing: apt-get install chromium chromium-driver (make test tries)"
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", "--window-size=1280,2000"):
+        opts.add_argument(flag)
+    from selenium.webdriver.chrome.service import Service
+    return webdriver.Chrome(service=Service(driver), options=opts), ""
+
+
+def test_report_renders_in_headless_chromium(tiny_run):
+    browser, why = _chrome()
+    if browser is None:
+        pytest.skip(why)
+    try:
+        browser.get((tiny_run.out / "report.html").resolve().as_uri())
+        headings = [h.text for h in browser.find_elements("tag name", "h2")]
+        assert {"Risk summary", "Model", "Attacks"} <= set(headings)
+        images = browser.find_elements("tag name", "img")
+        assert images and all(browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth",
+                                                     img) > 0 for img in images)
+        rows = browser.find_elements("css selector", "table.risks tbody tr")
+        assert len(rows) >= 1 and rows[0].find_element("css selector", ".lvl").text in {"high", "medium", "low"}
+        ARTIFACTS.mkdir(exist_ok=True)
+        assert browser.save_screenshot(str(ARTIFACTS / "report.png"))
+    finally:
+        browser.quit()
