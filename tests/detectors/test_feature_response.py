@@ -1,0 +1,96 @@
+"""Local spatial entropy and the feature-response detector."""
+import numpy as np
+import pytest
+
+from advkeras.attacks import generate
+from advkeras.detectors.feature_response import FeatureResponseDetector, local_spatial_entropy, mean_local_entropy
+from advkeras.detectors.feature_response_plot import plot_feature_responses
+from advkeras.errors import InputError
+from advkeras.evaluation import detection_metrics
+
+
+def _entropy_reference(r: np.ndarray, window: int, stride: int) -> np.ndarray:
+    """Brute force: each window's intensities normalised to sum 1, then -sum h log2 h."""
+    inten = np.abs(r).sum(-1)
+    n, h, w = inten.shape
+    rows, cols = (h - window) // stride + 1, (w - window) // stride + 1
+    out = np.zeros((n, rows, cols))
+    for k in range(n):
+        for i in range(rows):
+            for j in range(cols):
+                p = inten[k, i * stride:i * stride + window, j * stride:j * stride + window].ravel()
+                p = p[p > 0] / p.sum() if p.sum() > 0 else p[:0]
+                out[k, i, j] = -(p * np.log2(p)).sum()
+    return out
+
+
+@pytest.mark.parametrize("window,stride", [(4, None), (3, 1), (5, 2)])
+def test_local_entropy_matches_brute_force(window, stride):
+    rng = np.random.default_rng(0)
+    r = rng.normal(size=(3, 13, 11, 2)).astype(np.float32) * (rng.random((3, 13, 11, 1)) > 0.4)
+    got = local_spatial_entropy(r, window, stride).numpy()
+    np.testing.assert_allclose(got, _entropy_reference(r, window, stride or window), atol=2e-4)
+
+
+def test_local_entropy_extremes():
+    uniform = np.ones((1, 8, 8, 3), np.float32)
+    np.testing.assert_allclose(local_spatial_entropy(uniform, 4).numpy(), np.log2(16), rtol=1e-5)
+    peaks = np.zeros((1, 8, 8, 1), np.float32)
+    peaks[0, ::4, ::4] = 5.0  # one non-zero pixel per window; the other windows' pixels all zero
+    np.testing.assert_allclose(local_spatial_entropy(peaks, 4).numpy(), 0.0, atol=1e-5)
+    assert mean_local_entropy(np.zeros((2, 8, 8, 1), np.float32), 4).numpy().tolist() == [0.0, 0.0]
+    with pytest.raises(InputError, match="window"):
+        local_spatial_entropy(uniform, 9)
+
+
+@pytest.fixture(scope="module")
+def fgsm_digits(mnist_model, mnist_splits):
+    _, val, test = mnist_splits
+    res = generate(mnist_model, test.x[:120], test.y[:120], "fgsm", eps=0.3, progress=False)
+    return val.x[:200], test.x[:120], res.clipped[res.success]
+
+
+def test_detector_separates_fgsm_digits(mnist_model, fgsm_digits, tmp_path):
+    calib, clean, adv = fgsm_digits
+    det = FeatureResponseDetector(mnist_model, window=4, fpr=0.05)
+    assert det.fit(calib) is det
+    assert set(det.thresholds_) == {0.01, 0.05, 0.1} and det.n_calibration_ == len(calib)
+    assert (det.calibration_scores_ > det.threshold_).mean() <= 0.05
+    m = detection_metrics(det.score_samples(clean), det.score_samples(adv), calibration_scores=det.calibration_scores_)
+    assert len(adv) > 50 and m["auc"] > 0.8  # FGSM scatters the response: higher local entropy
+    pred = det.predict(adv)
+    assert set(np.unique(pred)) <= {0, 1} and pred.mean() > 0.3
+    np.testing.assert_allclose(det.decision_function(adv[:5]), det.score_samples(adv[:5]) - det.threshold_, rtol=1e-6)
+    assert det.predict(clean, fpr=0.01).mean() <= det.predict(clean, fpr=0.1).mean()
+    two = FeatureResponseDetector(mnist_model, window=4, direction="two-sided").fit(calib)
+    assert two.score_samples(calib).min() >= 0
+    path = plot_feature_responses(det, clean[:2], adv[:2], tmp_path / "fr.png", title="fgsm")
+    assert path.stat().st_size > 5000
+
+
+def test_innvestigate_backend_gives_the_same_entropies(mnist_model, fgsm_digits):
+    _, clean, adv = fgsm_digits
+    x = np.concatenate([clean[:4], adv[:4]])
+    native = FeatureResponseDetector(mnist_model).entropy(x)
+    det = FeatureResponseDetector(mnist_model, backend="innvestigate")
+    try:
+        # Local entropy ignores each window's scale, so iNNvestigate's logit-scaled maps score the same.
+        np.testing.assert_allclose(det.entropy(x), native, rtol=1e-3)
+        assert det._worker().pid == det._worker().pid  # one worker, reused
+    finally:
+        det.close()
+
+
+def test_detector_refuses_bad_use(mnist_model, fgsm_digits):
+    calib = fgsm_digits[0]
+    with pytest.raises(InputError, match="not fitted"):
+        FeatureResponseDetector(mnist_model).predict(calib)
+    for kwargs, match in (({"window": 40}, "window"), ({"fpr": 5}, "fpr"), ({"backend": "x"}, "backend"),
+                          ({"direction": "up"}, "direction"), ({"method": "lrp"}, "method")):
+        with pytest.raises(InputError, match=match):
+            FeatureResponseDetector(mnist_model, **kwargs).fit(calib)
+    det = FeatureResponseDetector(mnist_model).fit(calib[:20])
+    with pytest.raises(InputError, match="no threshold"):
+        det.predict(calib, fpr=0.2)
+    with pytest.raises(InputError, match="x_clean"):
+        det.fit(calib[:, :10])
