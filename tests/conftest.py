@@ -43,3 +43,23 @@ def mnist_model(mnist_splits):
     model = build_classifier("lenet", (28, 28, 1), 10, seed=0)
     train_classifier(model, train.subset(np.arange(3000)), val.subset(np.arange(500)), epochs=2, seed=0)
     return model
+
+
+@pytest.fixture(scope="session")
+def mnist_middle_ae(mnist_model, mnist_splits):
+    """Middle-autoencoder defense of `mnist_model`, trained on 600 digits (a few seconds)."""
+    from advkeras.defenses.autoencoders import middle_autoencoder
+
+    train, val, _ = mnist_splits
+    return middle_autoencoder(mnist_model, train.subset(np.arange(600)), val.subset(np.arange(150)), epochs=25,
+                              seed=0)
+
+
+@pytest.fixture(scope="session")
+def mnist_encoder_defense(mnist_model, mnist_splits, mnist_middle_ae):
+    """Encoder defense of `mnist_model` reusing `mnist_middle_ae`'s encoder, with a new head."""
+    from advkeras.defenses.autoencoders import encoder_defense
+
+    train, val, _ = mnist_splits
+    return encoder_defense(mnist_model, train.subset(np.arange(600)), val.subset(np.arange(150)),
+                           middle=mnist_middle_ae, epochs=30, seed=0)

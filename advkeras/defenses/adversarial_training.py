@@ -1,0 +1,127 @@
+"""Adversarial training, two forms.
+
+(a) `adversarial_retraining`, the paper's: adversarials of the training set are made on the original
+    model (FGSM/BIM/PGD), added to the training data with their true labels, and a copy is retrained.
+(b) `pgd_training`, Madry et al.'s online form: every batch is replaced (or joined) by PGD
+    adversarials of the model being trained, made by the compiled native PGD inside `train_step`,
+    so it runs under any `tf.distribute` strategy (MirroredStrategy, MultiWorkerMirroredStrategy).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from advkeras.attacks import generate, linf_pgd
+from advkeras.data.dataset import Dataset
+from advkeras.defenses.autoencoders.fitting import EpochBar
+from advkeras.defenses.cloning import clone_classifier
+from advkeras.defenses.result import DefenseResult
+from advkeras.errors import InputError
+from advkeras.models import check_images, check_logits, train_classifier
+from advkeras.models.training import make_pipeline
+
+
+def adversarial_retraining(model: tf.keras.Model, train: Dataset, val: Dataset | None = None, *,
+                           attacks: Sequence[str] = ("fgsm", "bim", "pgd"), eps: float = 8 / 255,
+                           backend: str = "native", epochs: int = 5, batch_size: int = 64,
+                           learning_rate: float = 5e-4, from_scratch: bool = False, augment: bool = False,
+                           patience: int = 3, seed: int = 0) -> DefenseResult:
+    """Retrain a copy of `model` on the training set plus its adversarials (made on the original model).
+
+    The copy starts from the original weights (fine-tuning) unless `from_scratch`. Every adversarial
+    is added, successful or not, labelled with its true class.
+    """
+    check_logits(model)
+    if not attacks:
+        raise InputError("attacks is empty; give at least one attack name, e.g. ('fgsm', 'bim', 'pgd').")
+    xs, ys, added = [train.x], [train.y], {}
+    for i, name in enumerate(attacks):
+        res = generate(model, train.x, train.y, name, eps=eps, backend=backend, seed=seed + 1000 * i)
+        xs.append(res.clipped)
+        ys.append(train.y)
+        added[name] = {"n": int(len(res.x)), "success_rate": res.success_rate}
+    augmented = Dataset(np.concatenate(xs), np.concatenate(ys), None, train.class_names, train.name)
+    clone = clone_classifier(model, copy_weights=not from_scratch, name=f"{model.name}_adv_trained")
+    result = train_classifier(clone, augmented, val, epochs=epochs, batch_size=batch_size,
+                              learning_rate=learning_rate, patience=patience, augment=augment, seed=seed)
+    info = {"form": "retraining", "attacks": added, "eps": eps, "backend": backend, "from_scratch": from_scratch,
+            "n_train": len(augmented), "epochs_run": len(result.history["loss"])}
+    return DefenseResult("adversarial-training", clone, info, result.history)
+
+
+class PGDTrainer(tf.keras.Model):
+    """Wraps a classifier; `train_step` trains it on PGD adversarials of each batch (Madry et al.).
+
+    `clean_weight` in [0, 1] mixes in the clean loss (0: adversarials only, as Madry). Only the
+    wrapped classifier, a plain functional model, is returned to the user and saved.
+    """
+
+    def __init__(self, classifier: tf.keras.Model, *, eps: float, steps: int, step_size: float,
+                 clean_weight: float = 0.0, random_start: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.classifier = classifier
+        self.eps, self.steps, self.step_size, self.clean_weight = float(eps), int(steps), float(step_size), clean_weight
+        self.random_start = random_start
+
+    def call(self, x, training=False):
+        return self.classifier(x, training=training)
+
+    def train_step(self, data):
+        x, y = data
+        x_adv = linf_pgd(self.classifier, x, y, self.eps, steps=self.steps, step_size=self.step_size,
+                         random_start=self.random_start)
+        with tf.GradientTape() as tape:
+            logits_adv = self.classifier(x_adv, training=True)
+            loss = self.compiled_loss(y, logits_adv, regularization_losses=self.classifier.losses)
+            if self.clean_weight:
+                logits = self.classifier(x, training=True)
+                loss = (1 - self.clean_weight) * loss + self.clean_weight * self.compiled_loss(y, logits)
+        self.optimizer.minimize(loss, self.classifier.trainable_variables, tape=tape)
+        self.compiled_metrics.update_state(y, logits_adv)
+        return {"loss": loss, **{m.name: m.result() for m in self.metrics if m.name != "loss"}}
+
+
+def pgd_training(model: tf.keras.Model, train: Dataset | tf.data.Dataset, val: Dataset | None = None, *,
+                 eps: float = 8 / 255, steps: int = 7, step_size: float | None = None, clean_weight: float = 0.0,
+                 epochs: int = 5, batch_size: int = 64, learning_rate: float = 5e-4, from_scratch: bool = False,
+                 random_start: bool = True, steps_per_epoch: int | None = None,
+                 strategy: tf.distribute.Strategy | None = None, seed: int = 0,
+                 progress: bool = True) -> DefenseResult:
+    """Online PGD adversarial training of a copy of `model`, optionally under a `tf.distribute` strategy.
+
+    `batch_size` is the global batch (split across replicas). `train` may be a Dataset or a
+    batched `tf.data.Dataset` of (image, label) (then `batch_size` is not used). The copy is
+    made inside `strategy.scope()`, so its variables are mirrored; the returned model is a plain
+    functional cnn -> dnn classifier. `random_start=False` makes the attack deterministic (tests).
+    """
+    check_logits(model)
+    if not 0 < eps <= 1 or steps < 1 or not 0 <= clean_weight <= 1:
+        raise InputError(f"need 0 < eps <= 1, steps >= 1 and clean_weight in [0, 1]; got eps={eps}, "
+                         f"steps={steps}, clean_weight={clean_weight}.")
+    step_size = 2.5 * eps / steps if step_size is None else step_size  # Madry et al.'s choice
+    if isinstance(train, Dataset):
+        check_images(train.x, model, name="training images")
+        pipe = make_pipeline(train, batch_size=batch_size, shuffle=True, augment=False, seed=seed)
+    else:
+        pipe = train
+    tf.keras.utils.set_random_seed(seed)
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        clone = clone_classifier(model, copy_weights=not from_scratch, name=f"{model.name}_pgd_trained")
+        trainer = PGDTrainer(clone, eps=eps, steps=steps, step_size=step_size, clean_weight=clean_weight,
+                             random_start=random_start)
+        trainer.compile(optimizer=tf.keras.optimizers.Adam(learning_rate),
+                        loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    val_pipe = None
+    if val is not None and len(val):
+        val_pipe = make_pipeline(val, batch_size=batch_size, shuffle=False, augment=False, seed=seed)
+    callbacks = [EpochBar(epochs, "PGD training")] if progress else []
+    hist = trainer.fit(pipe, validation_data=val_pipe, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=0,
+                       callbacks=callbacks)
+    history = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
+    info = {"form": "online-pgd", "eps": eps, "steps": steps, "random_start": random_start, "step_size": step_size,
+            "clean_weight": clean_weight, "from_scratch": from_scratch, "strategy": type(strategy).__name__,
+            "replicas": int(strategy.num_replicas_in_sync), "epochs_run": len(history["loss"])}
+    return DefenseResult("adversarial-training", clone, info, history)

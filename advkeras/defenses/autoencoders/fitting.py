@@ -1,0 +1,38 @@
+"""Fitting reconstruction models (autoencoders) and small heads with one seed and a progress bar."""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+
+class EpochBar(tf.keras.callbacks.Callback):
+    """One tqdm bar per fit, one tick per epoch."""
+
+    def __init__(self, epochs: int, desc: str):
+        super().__init__()
+        self.bar = tqdm(total=epochs, desc=desc, unit="epoch", leave=False)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.bar.set_postfix({k: f"{v:.4g}" for k, v in (logs or {}).items()})
+        self.bar.update(1)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self.bar.close()
+
+
+def fit_arrays(model: tf.keras.Model, x: np.ndarray, y: np.ndarray, val: tuple[np.ndarray, np.ndarray] | None, *,
+               loss: tf.keras.losses.Loss, metrics: list | None = None, epochs: int, batch_size: int,
+               learning_rate: float, patience: int, seed: int, desc: str) -> dict[str, list[float]]:
+    """Adam fit on in-memory arrays; with `val`, early stopping restores the best weights."""
+    tf.keras.utils.set_random_seed(seed)
+    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate), loss=loss, metrics=metrics or [])
+    callbacks: list[tf.keras.callbacks.Callback] = [EpochBar(epochs, desc)]
+    if val is not None and len(val[0]):
+        callbacks.append(tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
+                                                          restore_best_weights=True))
+    else:
+        val = None
+    hist = model.fit(x, y, validation_data=val, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0,
+                     callbacks=callbacks)
+    return {k: [float(v) for v in vs] for k, vs in hist.history.items()}

@@ -1,0 +1,143 @@
+"""Robustness of defended models: the defense paper's Table 1 and the new-adversarial evaluation.
+
+Table 1: adversarials made on the original model ("initial adversarials", FGSM/BIM/PGD) that fool
+it are fed to each defended model; the share it classifies correctly again ("recovered") is the
+defense's score, given as mean and std over seeds, next to each model's clean accuracy.
+New adversarials: each defended model is attacked afresh; success rate at a fixed eps and the
+median minimal perturbation (Linf from `minimal_eps`, and the L2 of those minimal adversarials).
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from advkeras.attacks import DEFAULT_EPS_GRID, AttackResult, generate, minimal_eps
+from advkeras.attacks.base import predict_labels
+from advkeras.data.dataset import Dataset
+from advkeras.errors import InputError
+
+
+def initial_adversarials(model: tf.keras.Model, x: np.ndarray, y: np.ndarray,
+                         attacks: Sequence[str] = ("fgsm", "bim", "pgd"), *, eps: float, backend: str = "native",
+                         seed: int = 0, attack_params: Mapping[str, dict] | None = None,
+                         progress: bool = True) -> dict[str, AttackResult]:
+    """Adversarials of (x, y) made on the original `model`, one AttackResult per attack name."""
+    attack_params = attack_params or {}
+    return {name: generate(model, x, y, name, eps=eps, backend=backend, seed=seed, progress=progress,
+                           **attack_params.get(name, {})) for name in attacks}
+
+
+def recovery_rates(defended: Mapping[str, tf.keras.Model],
+                   adversarials: Mapping[str, AttackResult]) -> dict[str, dict[str, dict]]:
+    """Per defense and attack: share of the initial adversarials that fooled the original model
+    (on images it classified correctly) which the defended model classifies correctly again.
+
+    Adds a pooled "all" entry per defense (all attacks' adversarials together)."""
+    out: dict[str, dict[str, dict]] = {}
+    for dname, model in defended.items():
+        rows, hits, total = {}, 0, 0
+        for aname, res in adversarials.items():
+            fooled = res.success & (res.pred_clean == res.y)
+            n = int(fooled.sum())
+            ok = int((predict_labels(model, res.clipped[fooled]) == res.y[fooled]).sum()) if n else 0
+            rows[aname] = {"recovered": ok / n if n else float("nan"), "n": n}
+            hits, total = hits + ok, total + n
+        rows["all"] = {"recovered": hits / total if total else float("nan"), "n": total}
+        out[dname] = rows
+    return out
+
+
+def clean_accuracy(models: Mapping[str, tf.keras.Model], x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Accuracy of each model on clean images."""
+    return {name: float((predict_labels(m, x) == y).mean()) for name, m in models.items()}
+
+
+def mean_std(per_seed: Sequence[Any]) -> Any:
+    """Nested dicts of numbers (one per seed) -> the same structure with {"mean", "std", "values"} leaves."""
+    first = per_seed[0]
+    if isinstance(first, Mapping):
+        return {k: mean_std([d[k] for d in per_seed]) for k in first}
+    values = np.asarray(per_seed, dtype=np.float64)
+    if not np.isfinite(values).any():
+        return {"mean": float("nan"), "std": float("nan"), "values": values.tolist()}
+    return {"mean": float(np.nanmean(values)), "std": float(np.nanstd(values)), "values": values.tolist()}
+
+
+def new_adversarials(models: Mapping[str, tf.keras.Model], x: np.ndarray, y: np.ndarray, *, attack: str = "pgd",
+                     eps: float, eps_grid: Sequence[float] = DEFAULT_EPS_GRID, backend: str = "native",
+                     seed: int = 0, progress: bool = True, **params) -> tuple[dict[str, dict], dict[str, AttackResult]]:
+    """Attack every model afresh. Returns (rows, results at the fixed eps).
+
+    Per model: success rate at `eps` (overall and on correctly classified images), and over the
+    images the model classifies correctly, the median minimal Linf eps in `eps_grid` (inf when
+    more than half resist the whole grid) and the median L2 norm of the adversarials found there.
+    """
+    rows, fixed = {}, {}
+    for name, model in tqdm(models.items(), desc=f"new adversarials ({attack})", unit="model", disable=not progress):
+        res = generate(model, x, y, attack, eps=eps, backend=backend, seed=seed, progress=False, **params)
+        fixed[name] = res
+        m = minimal_eps(model, x, y, attack, eps_grid=eps_grid, backend=backend, seed=seed, progress=False, **params)
+        correct = m > 0
+        l2 = _l2_at_minimal_eps(model, x, y, m, attack, backend, seed, params)
+        rows[name] = {"success_rate": res.success_rate, "success_rate_on_correct": res.success_rate_on_correct,
+                      "n_correct": int(correct.sum()),
+                      "median_min_linf": float(np.median(m[correct])) if correct.any() else float("nan"),
+                      "median_min_l2": float(np.median(l2[correct])) if correct.any() else float("nan"),
+                      "broken_within_grid": float(np.isfinite(m[correct]).mean()) if correct.any() else float("nan")}
+    return rows, fixed
+
+
+def _l2_at_minimal_eps(model, x, y, m, attack, backend, seed, params) -> np.ndarray:
+    """L2 norm of each sample's adversarial at its minimal eps (inf where none was found or the re-run
+    with a different random start does not succeed; 0 for images already misclassified)."""
+    l2 = np.where(m == 0, 0.0, np.inf)
+    for eps in np.unique(m[np.isfinite(m) & (m > 0)]):
+        idx = np.flatnonzero(m == eps)
+        res = generate(model, x[idx], y[idx], attack, eps=float(eps), backend=backend, seed=seed, progress=False,
+                       **params)
+        l2[idx[res.success]] = res.l2[res.success]
+    return l2
+
+
+def defense_table(model: tf.keras.Model, train: Dataset, val: Dataset | None, test: Dataset, *,
+                  defenses: Mapping[str, dict], attacks: Sequence[str] = ("fgsm", "bim", "pgd"), eps: float,
+                  seeds: Sequence[int] = (0, 1, 2), backend: str = "native",
+                  attack_params: Mapping[str, dict] | None = None,
+                  progress: bool = True) -> tuple[dict, dict[int, dict[str, tf.keras.Model]]]:
+    """Table 1 over `seeds`: defenses built with each seed, initial adversarials made with each seed.
+
+    `defenses` maps a defense name (see `advkeras.defenses.DEFENSES`) to its builder parameters.
+    Returns (table, defended models per seed); the table holds per-seed values and mean/std.
+    """
+    from advkeras.defenses.build import build_defense  # evaluation sits above defenses
+
+    if not seeds or not defenses:
+        raise InputError("defense_table needs at least one seed and one defense.")
+    per_seed, models_by_seed = [], {}
+    for seed in tqdm(seeds, desc="Table 1 seeds", unit="seed", disable=not progress):
+        built: dict[str, tf.keras.Model] = {}
+        middle = None
+        # The encoder defense reuses the middle autoencoder of the same seed when both are asked for.
+        for name in sorted(defenses, key=lambda n: n != "middle-ae"):
+            params = dict(defenses[name])
+            if name == "encoder" and middle is not None:
+                params.setdefault("middle", middle)
+            result = build_defense(name, model, train, val, seed=seed, **params)
+            middle = result if name == "middle-ae" else middle
+            built[name] = result.model
+        models_by_seed[seed] = {n: built[n] for n in defenses}
+        adv = initial_adversarials(model, test.x, test.y, attacks, eps=eps, backend=backend, seed=seed,
+                                   attack_params=attack_params, progress=progress)
+        per_seed.append({"recovered": {d: {a: r["recovered"] for a, r in rows.items()}
+                                       for d, rows in recovery_rates(models_by_seed[seed], adv).items()},
+                         "n_fooled": {a: int((r.success & (r.pred_clean == r.y)).sum()) for a, r in adv.items()},
+                         "attack_success_on_correct": {a: r.success_rate_on_correct for a, r in adv.items()},
+                         "clean_accuracy": clean_accuracy({"original": model, **models_by_seed[seed]},
+                                                          test.x, test.y)})
+    table = {"seeds": list(seeds), "eps": eps, "attacks": list(attacks), "backend": backend,
+             "defenses": {n: {k: v for k, v in p.items() if k != "middle"} for n, p in defenses.items()},
+             "per_seed": per_seed, "summary": mean_std(per_seed)}
+    return table, models_by_seed
