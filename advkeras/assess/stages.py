@@ -6,6 +6,7 @@ import logging
 import numpy as np
 
 from advkeras.assess.context import RunContext
+from advkeras.assess.stage_feature_response import stage_feature_response
 from advkeras.attacks import generate
 from advkeras.attacks.plot import plot_adversarial_grid
 from advkeras.report.html import eps_label
@@ -62,4 +63,4 @@ def stage_attacks(ctx: RunContext) -> None:
     ctx.metrics["attacks"] = rows
 
 
-STAGES = [stage_data, stage_model, stage_attacks]
+STAGES = [stage_data, stage_model, stage_attacks, stage_feature_response]

@@ -94,3 +94,23 @@ def test_detector_refuses_bad_use(mnist_model, fgsm_digits):
         det.predict(calib, fpr=0.2)
     with pytest.raises(InputError, match="x_clean"):
         det.fit(calib[:, :10])
+
+
+def test_assessment_stage_records_detection_and_figures(mnist_model, mnist_splits, tmp_path):
+    from advkeras.assess.context import RunContext
+    from advkeras.assess.stage_feature_response import stage_feature_response
+
+    train, val, test = mnist_splits
+    ctx = RunContext({"max_eval": 100, "feature_response": {"window": 4, "max_calibration": 150,
+                                                             "figure_images": 2}}, tmp_path, 0,
+                     train=train, val=val, test=test, model=mnist_model)
+    ev = ctx.eval_set()
+    ctx.adversarials["fgsm@0.3"] = generate(mnist_model, ev.x, ev.y, "fgsm", eps=0.3, progress=False)
+    stage_feature_response(ctx)
+    fr = ctx.metrics["feature_response"]
+    assert fr["n_calibration"] == 150 and set(fr["thresholds"]) == {"0.01", "0.05", "0.1"}
+    row = ctx.metrics["detector_summary"][0]
+    assert row["detector"] == "feature response" and row["attack"] == "fgsm@0.3" and row["auc"] > 0.8
+    assert row["n_clean"] == 100 and row["n_adv"] == int(ctx.adversarials["fgsm@0.3"].success.sum())
+    fig = ctx.figures["feature_responses/fgsm_eps0p3"]
+    assert (tmp_path / fig["path"]).is_file() and fig["section"] == "feature_responses"
