@@ -1,0 +1,229 @@
+"""Query-traffic simulation: benign users and attack processes querying a model defended by prediction similarity.
+
+Benign users each look at one patient's slide: they send patches one at a time, most often a spatial
+neighbour of a patch they already sent (neighbouring patches look alike, which is what makes benign
+traffic hard), otherwise another patch of the same patient, never the same patch twice. Attack processes
+each try to turn one correctly classified held-out patch into an adversarial example by running an
+attack *through* the defended model (`as_user`): every model call of the attack is a query, so the
+defense sees it and, with action="flip", answers falsely. Attacks of one kind run as one batch (row i =
+process i, its own user id); batches are inserted at seeded random points of the benign stream. In
+scope="user" the order does not change any result, since no user is compared with another.
+"""
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from advkeras.attacks import generate
+from advkeras.attacks.base import predict_labels
+from advkeras.data.dataset import Dataset
+from advkeras.defenses.prediction_similarity import (as_user, build_defended_model, calibrate_threshold, query,
+                                                     similarity_layer)
+from advkeras.errors import InputError
+
+# Small enough for `advkeras assess` (well under a minute on 2 cores); the script runs larger ones.
+DEFAULT_ATTACKS: list[dict[str, Any]] = [
+    {"name": "bim", "backend": "native", "eps": 8 / 255},
+    {"name": "pgd", "backend": "native", "eps": 8 / 255, "params": {"steps": 10}},
+    {"name": "boundary", "targeted": True, "params": {"steps": 20}},
+    {"name": "hopskipjump", "targeted": True, "params": {"steps": 2, "initial_gradient_eval_steps": 20}},
+    {"name": "bim", "backend": "native", "eps": 8 / 255, "label": "bim+jitter",
+     "jitter": {"noise": 16 / 255, "max_shift": 2}},
+]
+
+
+@tf.keras.utils.register_keras_serializable(package="advkeras")
+class Jitter(tf.keras.layers.Layer):
+    """Adds uniform noise in [-noise, noise] and a random shift of up to `max_shift` pixels to each call."""
+
+    def __init__(self, noise: float = 16 / 255, max_shift: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        self.noise, self.max_shift = float(noise), int(max_shift)
+
+    def call(self, x):
+        shift = tf.random.uniform([2], -self.max_shift, self.max_shift + 1, dtype=tf.int32)
+        x = tf.roll(x, shift, axis=[1, 2])
+        return tf.clip_by_value(x + tf.random.uniform(tf.shape(x), -self.noise, self.noise), 0.0, 1.0)
+
+    def get_config(self):
+        return {**super().get_config(), "noise": self.noise, "max_shift": self.max_shift}
+
+
+def slide_positions(ds: Dataset) -> np.ndarray | None:
+    """(x, y) slide coordinates of each patch from Kaggle IDC file names (`..._x1001_y1051_...`), if known."""
+    files = ds.meta.get("files")
+    if files is None:
+        return None
+    files = np.asarray(files)
+    if len(files) != len(ds) and ds.groups is not None and ds.name == "idc":
+        # Dataset.subset keeps the parent's file list: recover this split's rows (whole patients, in order).
+        from advkeras.data import load_sample
+
+        full = load_sample("idc")
+        rows = np.isin(full.groups, np.unique(ds.groups))
+        if rows.sum() != len(ds) or not np.array_equal(full.x[rows][:4], ds.x[:4]):
+            return None
+        files = files[rows]
+    if len(files) != len(ds):
+        return None
+    found = [re.search(r"_x(\d+)_y(\d+)", str(f)) for f in files]
+    if not all(found):
+        return None
+    return np.array([[int(m.group(1)), int(m.group(2))] for m in found])
+
+
+def benign_sessions(ds: Dataset, n_users: int, queries_per_user: int, *, neighbour_prob: float = 0.7,
+                    seed: int = 0, prefix: str = "user") -> dict[str, np.ndarray]:
+    """User id -> indices into `ds` of the patches that user sends, in order (no patch twice per user).
+
+    Each user picks a patient (group); with probability `neighbour_prob` the next patch is the nearest
+    unsent patch to the last one on the slide (when coordinates are known), else a random unsent patch.
+    """
+    rng = np.random.default_rng(seed)
+    groups = ds.groups if ds.groups is not None else np.zeros(len(ds), dtype=int)
+    pos = slide_positions(ds)
+    names = [g for g in np.unique(groups) if (groups == g).sum() >= queries_per_user]
+    if not names:
+        raise InputError(f"no patient has {queries_per_user} patches; lower queries_per_user.")
+    sessions = {}
+    for u in range(n_users):
+        pool = list(np.flatnonzero(groups == names[rng.integers(len(names))]))
+        sent = [pool.pop(rng.integers(len(pool)))]
+        while len(sent) < queries_per_user:
+            if pos is not None and rng.random() < neighbour_prob:
+                d = np.abs(pos[pool] - pos[sent[-1]]).max(axis=1)
+                pick = int(np.argmin(d + rng.random(len(d))))  # nearest, ties broken at random
+            else:
+                pick = int(rng.integers(len(pool)))
+            sent.append(pool.pop(pick))
+        sessions[f"{prefix}-{u:04d}"] = np.array(sent)
+    return sessions
+
+
+def _attack_label(spec: dict) -> str:
+    return spec.get("label") or spec["name"]
+
+
+def simulate_traffic(defended: tf.keras.Model, classifier: tf.keras.Model, ds: Dataset,
+                     sessions: dict[str, np.ndarray], attacks: list[dict], *, processes: int = 4, seed: int = 0,
+                     progress: bool = True) -> dict[str, Any]:
+    """Replay benign sessions and attack processes through `defended` (state reset first); per-attack and
+    benign-user results. Attacks use `processes` correctly classified images of `ds` each."""
+    layer = similarity_layer(defended)
+    layer.reset_state(keep_threshold=True)
+    rng = np.random.default_rng(seed)
+    correct = np.flatnonzero(predict_labels(classifier, ds.x) == ds.y)
+    if len(correct) == 0:
+        raise InputError("the classifier gets no image of this set right; there is nothing to attack.")
+    benign_events = [(u, i) for j in range(max(len(s) for s in sessions.values()))
+                     for u, s in sessions.items() if j < len(s) for i in [s[j]]]
+    slots = np.sort(rng.integers(0, len(benign_events) + 1, len(attacks)))
+    flagged = {u: 0 for u in sessions}
+    rows, start, b = [], time.perf_counter(), 0
+    bar = tqdm(total=len(benign_events) + len(attacks), desc="traffic", unit="event", disable=not progress,
+               leave=False)
+    for k, spec in enumerate(attacks):
+        b = _send_benign(defended, ds, benign_events, b, slots[k], flagged, bar)
+        idx = _pick_images(rng, correct, ds.y, processes)
+        rows.append(_run_attack_processes(defended, classifier, ds, spec, idx, k, seed))
+        bar.update(1)
+    _send_benign(defended, ds, benign_events, b, len(benign_events), flagged, bar)
+    bar.close()
+    alarms = np.array(list(flagged.values()))
+    return {"attacks": rows,
+            "benign": {"users": len(sessions), "queries": len(benign_events),
+                       "users_flagged": int((alarms > 0).sum()), "user_fpr": float((alarms > 0).mean()),
+                       "query_fpr": float(alarms.sum() / max(len(benign_events), 1))},
+            "queries_total": int(layer.queries.numpy()), "seconds": time.perf_counter() - start}
+
+
+def _pick_images(rng: np.random.Generator, correct: np.ndarray, y: np.ndarray, n: int) -> np.ndarray:
+    """`n` correctly classified images, classes taking turns (targeted decision-based attacks start from an
+    image of the batch in the target class, so every class must be present)."""
+    pools = [list(rng.permutation(correct[y[correct] == c])) for c in np.unique(y[correct])]
+    picked = [pool.pop() for i in range(n * len(pools)) for pool in [pools[i % len(pools)]] if pool]
+    return np.array(picked[:n])
+
+
+def _send_benign(defended, ds, events, begin, end, flagged, bar) -> int:
+    for user, i in events[begin:end]:
+        flagged[user] += int(query(defended, ds.x[i:i + 1], user)["alarm"][0])
+        bar.update(1)
+    return max(begin, end)
+
+
+def _run_attack_processes(defended, classifier, ds, spec, idx, k, seed) -> dict[str, Any]:
+    label = _attack_label(spec)
+    ids = [f"attacker-{k}-{label}-{p}" for p in range(len(idx))]
+    jitter = Jitter(**spec["jitter"]) if spec.get("jitter") else None
+    model = as_user(defended, ids, rotate_ids=bool(spec.get("rotate_ids")), transform=jitter)
+    x, y = ds.x[idx], ds.y[idx]
+    # Decision-based attacks run targeted at the next class: their untargeted start (uniform noise) often
+    # finds no adversarial start at all on a 2-class model; targeted, they start from a batch image.
+    target = (y + 1) % int(classifier.output_shape[-1]) if spec.get("targeted") else None
+    error = None
+    try:
+        res = generate(model, x, y, spec["name"], eps=spec.get("eps"), backend=spec.get("backend"),
+                       target=target, batch_size=len(idx), seed=seed + k, progress=False, **spec.get("params", {}))
+        final, seen = res.clipped, float(res.success.mean())
+    except (AssertionError, ValueError) as exc:
+        # foolbox gives up when falsified answers contradict each other (e.g. HopSkipJump asserts its start
+        # is adversarial); the attacker then holds no adversarial example for the whole batch.
+        error, final, seen = f"{type(exc).__name__}: {exc}"[:200], x, 0.0
+    stats = model.get_layer("as_user").process_stats()
+    detected = stats["alarms"] > 0
+    pred = predict_labels(classifier, final)
+    true_success = pred != y if target is None else pred == target
+    first = stats["first_alarm"][detected]
+    return {"attack": label, "processes": len(idx), "detected": int(detected.sum()),
+            "detection_rate": float(detected.mean()),
+            "median_queries_to_first_alarm": float(np.median(first)) if len(first) else None,
+            "median_queries": float(np.median(stats["queries"])),
+            "success_true": float(true_success.mean()), "success_seen_by_attacker": seen, "error": error,
+            "first_alarm": stats["first_alarm"].tolist(), "queries": stats["queries"].tolist()}
+
+
+def evaluate_prediction_similarity(classifier: tf.keras.Model, calibration: Dataset, evaluation: Dataset, *,
+                                   layer: dict | None = None, target_fpr: float = 0.01, n_benign: int = 20,
+                                   queries_per_user: int = 8, n_calibration_users: int | None = None,
+                                   attacks: list[dict] | None = None, processes: int = 4,
+                                   actions: tuple[str, ...] = ("flag", "flip"), seed: int = 0,
+                                   progress: bool = True) -> dict[str, Any]:
+    """Calibrate the threshold on benign sessions of `calibration` (other patients), then simulate traffic
+    on `evaluation` once per action (flag = the answer unchanged, flip = alarmed queries answered falsely)."""
+    layer = dict(layer or {})
+    layer.setdefault("n_slots", 1024)
+    attacks = DEFAULT_ATTACKS if attacks is None else attacks
+    calib_sessions = benign_sessions(calibration, n_calibration_users or n_benign, queries_per_user,
+                                     seed=seed + 1, prefix="calibration")
+    sessions = benign_sessions(evaluation, n_benign, queries_per_user, seed=seed)
+    out: dict[str, Any] = {"layer": layer, "target_fpr": target_fpr, "seed": seed, "runs": {}}
+    for action in actions:
+        defended = build_defended_model(classifier, action=action, **layer)
+        if "calibration" not in out:
+            out["calibration"] = calibrate_threshold(defended, {u: calibration.x[i] for u, i in calib_sessions.items()},
+                                                     target_fpr=target_fpr, progress=progress).summary()
+        similarity_layer(defended).threshold.assign(out["calibration"]["threshold"])
+        out["runs"][action] = simulate_traffic(defended, classifier, evaluation, sessions, attacks,
+                                               processes=processes, seed=seed, progress=progress)
+    out["summary"] = summarize(out)
+    return out
+
+
+def summarize(result: dict[str, Any]) -> dict[str, Any]:
+    """Headline numbers: detection over all attack processes, benign users flagged, success flip off vs on."""
+    summary = {}
+    for action, run in result["runs"].items():
+        n = sum(r["processes"] for r in run["attacks"])
+        det = sum(r["detected"] for r in run["attacks"])
+        firsts = [f for r in run["attacks"] for f in r["first_alarm"] if f > 0]
+        summary[action] = {"processes": n, "detected": det, "detection_rate": det / n if n else None,
+                           "median_queries_to_first_alarm": float(np.median(firsts)) if firsts else None,
+                           "benign_user_fpr": run["benign"]["user_fpr"],
+                           "attack_success_true": {r["attack"]: r["success_true"] for r in run["attacks"]}}
+    return summary
