@@ -114,3 +114,25 @@ def test_assessment_stage_records_detection_and_figures(mnist_model, mnist_split
     assert row["n_clean"] == 100 and row["n_adv"] == int(ctx.adversarials["fgsm@0.3"].success.sum())
     fig = ctx.figures["feature_responses/fgsm_eps0p3"]
     assert (tmp_path / fig["path"]).is_file() and fig["section"] == "feature_responses"
+
+
+def test_cli_detect_feature_response(mnist_model, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from advkeras.cli import main
+
+    path = tmp_path / "lenet.keras"
+    mnist_model.save(path)
+    out = tmp_path / "det"
+    args = ["detect", "--detector", "feature-response", "--data", "mnist", "--model", str(path), "--attack", "fgsm",
+            "--eps", "0.3", "--max-eval", "80", "--window", "4", "--out", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "feature response vs fgsm@0.3: AUC" in result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["feature_response"]["settings"]["window"] == 4
+    assert metrics["detector_summary"][0]["n_clean"] == 80
+    bad = CliRunner().invoke(main, args[:-2] + ["--attack", "nope", "--out", str(tmp_path / "o2")])
+    assert bad.exit_code != 0 and "unknown attack" in bad.output and "Traceback" not in bad.output
