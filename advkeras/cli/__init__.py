@@ -11,6 +11,7 @@ import click  # noqa: E402
 from advkeras import __version__  # noqa: E402
 from advkeras.cli.assess import assess  # noqa: E402
 from advkeras.cli.detect import detect  # noqa: E402
+from advkeras.cli.export import export  # noqa: E402
 from advkeras.cli.train import train  # noqa: E402
 
 
@@ -20,5 +21,5 @@ def main() -> None:
     """Adversarial risk assessment of Keras image classifiers."""
 
 
-for command in (train, assess, detect):
+for command in (train, assess, export, detect):
     main.add_command(command)

@@ -1,0 +1,37 @@
+"""`advkeras export`: the defended model with its detectors as a TF Serving SavedModel."""
+from __future__ import annotations
+
+import click
+
+from advkeras.cli.options import common_options
+
+
+@click.command("export")
+@click.option("--model", "model_path", required=True, type=click.Path(dir_okay=False),
+              help="The .keras classifier to serve.")
+@click.option("--name", default="advkeras", show_default=True, help="Model name: OUT/<name>/<version>/.")
+@click.option("--data", default="idc", show_default=True,
+              help="Benign data (sample name or folder) to calibrate the similarity threshold on.")
+@click.option("--metric", type=click.Choice(["mse", "psnr", "ssim"]), default="mse", show_default=True)
+@click.option("--action", type=click.Choice(["flag", "flip", "block"]), default="flag", show_default=True,
+              help="What the server answers to a query that raises the alarm.")
+@click.option("--target-fpr", type=float, default=0.01, show_default=True,
+              help="Share of benign users allowed to raise an alarm (calibration target).")
+@click.option("--encoder", "encoder_path", type=click.Path(dir_okay=False), default=None,
+              help="A .keras encoder-defense model: adds the encoder_disagreement output.")
+@common_options("saved_models")
+def export(model_path: str, name: str, data: str, metric: str, action: str, target_fpr: float,
+           encoder_path: str | None, seed: int, out: str, force: bool) -> None:
+    """Write OUT/<name>/<n+1>/ (a new version every time; existing versions are never touched)."""
+    from advkeras.models import load_model, split_dataset
+    from advkeras.data import load_dataset
+    from advkeras.serving.build import export_classifier
+
+    classifier = load_model(model_path)
+    encoder = load_model(encoder_path) if encoder_path else None
+    _, val, _ = split_dataset(load_dataset(data), seed)
+    path, meta = export_classifier(classifier, val, out, name, encoder_model=encoder, target_fpr=target_fpr,
+                                   seed=seed, metric=metric, action=action)
+    click.echo(f"threshold {meta['calibration']['threshold']:.5g} ({metric}), calibrated on "
+               f"{meta['calibration']['n_users']} benign users")
+    click.echo(f"exported {path}")

@@ -1,0 +1,42 @@
+"""From a trained classifier to a calibrated, exportable serving module."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import tensorflow as tf
+
+from advkeras.data.dataset import Dataset
+from advkeras.defenses.prediction_similarity import build_defended_model, calibrate_threshold
+from advkeras.evaluation.traffic import benign_sessions
+from advkeras.serving.export import export_saved_model
+
+
+def calibrated_defended_model(classifier: tf.keras.Model, benign: Dataset, *, target_fpr: float = 0.01,
+                              n_users: int = 40, queries_per_user: int = 20, seed: int = 0,
+                              **layer_kwargs: Any) -> tuple[tf.keras.Model, dict]:
+    """Wrap `classifier` with prediction similarity and calibrate its threshold on benign sessions
+    (simulated users browsing neighbouring patches of one patient each) drawn from `benign`."""
+    defended = build_defended_model(classifier, **layer_kwargs)
+    queries = min(queries_per_user, max(2, len(benign) // 4))
+    sessions = {u: benign.x[idx] for u, idx in benign_sessions(benign, n_users, queries, seed=seed).items()}
+    calibration = calibrate_threshold(defended, sessions, target_fpr=target_fpr)
+    return defended, calibration.summary()
+
+
+def export_classifier(classifier: tf.keras.Model, benign: Dataset, base: str | Path, name: str, *,
+                      encoder_model: tf.keras.Model | None = None, target_fpr: float = 0.01, seed: int = 0,
+                      **layer_kwargs: Any) -> tuple[Path, dict]:
+    """Calibrate prediction similarity on `benign`, then export a new SavedModel version."""
+    defended, calibration = calibrated_defended_model(classifier, benign, target_fpr=target_fpr, seed=seed,
+                                                      **layer_kwargs)
+    meta = {"calibration": calibration, "similarity": similarity_config(defended)}
+    path = export_saved_model(defended, base, name, encoder_model=encoder_model, metadata=meta)
+    return path, meta
+
+
+def similarity_config(defended: tf.keras.Model) -> dict:
+    from advkeras.defenses.prediction_similarity import similarity_layer
+
+    cfg = similarity_layer(defended).get_config()
+    return {k: cfg[k] for k in ("metric", "action", "scope", "n_slots", "history", "thumbnail_size", "min_matches")}

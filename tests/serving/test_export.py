@@ -1,0 +1,116 @@
+import json
+import re
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from advkeras.defenses.prediction_similarity import build_defended_model
+from advkeras.models import build_classifier
+from advkeras.serving import export_saved_model, history_state, load_history, save_history, versions
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, mnist_splits):
+    base = tmp_path_factory.mktemp("saved_models")
+    clf = build_classifier("lenet", (28, 28, 1), 10, seed=0)
+    defended = build_defended_model(clf, metric="mse", threshold=1e-3, action="flag")
+    first = export_saved_model(defended, base, "digits")
+    x = mnist_splits[2].x[:6]
+    np.save(base / "x.npy", x)
+    np.save(base / "probs.npy", tf.nn.softmax(clf(x)).numpy())
+    return base, first, defended
+
+
+def test_export_twice_makes_versions_1_and_2_without_touching_1(exported):
+    base, first, defended = exported
+    assert first == base / "digits" / "1" and (first / "saved_model.pb").is_file()
+    before = (first / "saved_model.pb").read_bytes()
+    second = export_saved_model(defended, base, "digits")
+    assert second == base / "digits" / "2" and versions(base, "digits") == [1, 2]
+    assert (first / "saved_model.pb").read_bytes() == before
+    meta = json.loads((second / "assets.extra" / "advkeras.json").read_text())
+    assert meta["input_shape"] == [28, 28, 1] and "alarm" in meta["outputs"]
+
+
+FRESH = textwrap.dedent("""
+    import sys, numpy as np, tensorflow as tf
+    base = sys.argv[1]
+    m = tf.saved_model.load(base + "/digits/1")
+    f = m.signatures["serving_default"]
+    x = np.load(base + "/x.npy"); p = np.load(base + "/probs.npy")
+    out = f(image=tf.constant(x), user_id=tf.constant(["u%d" % i for i in range(len(x))]))
+    assert np.abs(out["probabilities"].numpy() - p).max() < 1e-5, "probabilities differ"
+    assert not out["alarm"].numpy().any(), "first queries of new users must not alarm"
+    alarms = []
+    for step in range(4):  # a repeated-query attacker: the same image with tiny changes
+        xa = np.clip(x[:1] + 0.002 * step, 0, 1).astype("float32")
+        alarms.append(bool(f(image=tf.constant(xa), user_id=tf.constant(["attacker"]))["alarm"].numpy()[0]))
+    assert alarms == [False, True, True, True], alarms
+    try:
+        f(image=tf.zeros([1, 32, 32, 1]), user_id=tf.constant(["u"]))
+    except tf.errors.InvalidArgumentError as e:
+        assert "N x 28 x 28 x 1" in str(e), str(e)
+    else:
+        raise AssertionError("a wrong image size was accepted")
+    print("OK", int(m.state["queries"].numpy()))
+""")
+
+
+def test_fresh_process_loads_same_outputs_and_history_detects_repeats(exported):
+    base, _, _ = exported
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, "-c", FRESH, str(base)], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[-2:] == ["OK", "10"]  # 6 + 4 queries counted in the served history
+
+
+def test_saved_model_cli_show_lists_the_signature(exported):
+    base, first, _ = exported
+    out = subprocess.run([str(BIN / "saved_model_cli"), "show", "--dir", str(first), "--tag_set", "serve",
+                          "--signature_def", "serving_default"], capture_output=True, text=True, timeout=120).stdout
+    assert "Method name is: tensorflow/serving/predict" in out
+    inputs, outputs = out.split("output(s):")
+    assert re.search(r"inputs\['image'\] tensor_info:\s+dtype: DT_FLOAT\s+shape: \(-1, -1, -1, -1\)", inputs)
+    assert re.search(r"inputs\['user_id'\] tensor_info:\s+dtype: DT_STRING\s+shape: \(-1\)", inputs)
+    for name, dtype in (("probabilities", "DT_FLOAT"), ("label", "DT_INT64"), ("alarm", "DT_BOOL"),
+                        ("adversarial_probability", "DT_FLOAT"), ("min_distance", "DT_FLOAT")):
+        assert re.search(rf"outputs\['{name}'\] tensor_info:\s+dtype: {dtype}", outputs), name
+
+
+def test_saved_model_cli_run_with_npy_input(exported, tmp_path):
+    base, first, _ = exported
+    proc = subprocess.run([str(BIN / "saved_model_cli"), "run", "--dir", str(first), "--tag_set", "serve",
+                           "--signature_def", "serving_default", "--inputs", f"image={base / 'x.npy'}",
+                           "--input_exprs", "user_id=" + repr([f"cli{i}" for i in range(6)]),
+                           "--outdir", str(tmp_path), "--overwrite"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    probs = np.load(tmp_path / "probabilities.npy")
+    np.testing.assert_allclose(probs, np.load(base / "probs.npy"), atol=1e-5)
+
+
+def test_history_backup_round_trip(exported, tmp_path):
+    base, first, _ = exported
+    loaded = tf.saved_model.load(str(first))
+    f = loaded.signatures["serving_default"]
+    x = np.load(base / "x.npy")
+    f(image=tf.constant(x[:2]), user_id=tf.constant(["a", "a"]))
+    backup = save_history(loaded, tmp_path / "h.npz")
+    with pytest.raises(FileExistsError):
+        save_history(loaded, backup)
+    fresh = tf.saved_model.load(str(first))
+    assert history_state(fresh)["queries"] == 0
+    load_history(fresh, backup)
+    assert history_state(fresh)["queries"] == 2
+    out = fresh.signatures["serving_default"](image=tf.constant(x[1:2]), user_id=tf.constant(["a"]))
+    assert bool(out["alarm"].numpy()[0])  # the restored history recognises the repeat
+
+
