@@ -51,9 +51,8 @@ class Attack:
             raise InputError(f"labels must be class ids in [0, {n_classes - 1}], got [{y.min()}, {y.max()}].")
         if eps is None and self.eps_required:
             raise InputError(f"{self.name} needs eps (the perturbation budget in [0, 1] units).")
-        if eps is not None and not (0 < eps <= 1):
-            raise InputError(f"eps={eps} is out of range: images are in [0, 1], so eps must be in (0, 1] "
-                             "(e.g. 8/255 = 0.031 for Linf).")
+        if eps is not None:
+            _check_eps(self.name, self.norm, eps, int(np.prod(x.shape[1:])))
         if target is not None:
             if not self.targeted_ok:
                 raise InputError(f"{self.name} is untargeted only; call it without target.")
@@ -87,6 +86,33 @@ class Attack:
                             None if target is None else np.asarray(target),
                             np.concatenate(queries) if queries and queries[0] is not None else None,
                             seconds, dict(self.params))
+
+
+def _check_eps(name: str, norm: str, eps: float, dim: int) -> None:
+    """eps is a budget in the attack's norm, for images in [0, 1]."""
+    if norm == "l0":
+        raise InputError(f"{name} changes few pixels (an L0 attack) and takes no eps; call it with eps=None "
+                         "and bound it with its own parameters.")
+    top = 1.0 if norm == "linf" else float(np.sqrt(dim))
+    if not (0 < eps <= top):
+        hint = "8/255 = 0.031 for Linf" if norm == "linf" else f"0.5 to 2 for L2 on images of {dim} values"
+        raise InputError(f"eps={eps} is out of range: images are in [0, 1], so an {norm.upper()} eps for {name} "
+                         f"must be in (0, {top:.4g}] (e.g. {hint}).")
+
+
+_FORWARD: list = []  # [(model, compiled forward)]: one model at a time, as graphs of large models are big
+
+
+def compiled_forward(model: tf.keras.Model):
+    """The model's inference-mode forward pass as one `tf.function`, reused while the model stays the same.
+
+    Backends that drive the model from Python (foolbox, ART) call this instead of `model(x)`: it skips
+    Keras' per-call overhead and stays differentiable under a GradientTape.
+    """
+    if not _FORWARD or _FORWARD[0][0] is not model:
+        fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        _FORWARD[:] = [(model, fn)]
+    return _FORWARD[0][1]
 
 
 def predict_labels(model: tf.keras.Model, x: np.ndarray, batch_size: int = 128) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from advkeras.attacks import art_backend as art
 from advkeras.attacks import foolbox_backend as fbk
 from advkeras.attacks import native
 from advkeras.attacks.base import Attack
@@ -12,10 +13,14 @@ from advkeras.errors import InputError
 
 # backend -> attack name -> class. The first backend listed for a name is its default.
 REGISTRY: dict[str, dict[str, type[Attack]]] = {
-    "foolbox": {"fgsm": fbk.FoolboxFGSM, "bim": fbk.FoolboxBIM, "pgd": fbk.FoolboxPGD},
+    "foolbox": {"fgsm": fbk.FoolboxFGSM, "bim": fbk.FoolboxBIM, "pgd": fbk.FoolboxPGD, "fgm": fbk.FoolboxFGM,
+                "deepfool": fbk.FoolboxDeepFool, "cw": fbk.FoolboxCW, "boundary": fbk.FoolboxBoundary,
+                "hopskipjump": fbk.FoolboxHopSkipJump},
     "native": {"fgsm": native.NativeFGSM, "bim": native.NativeBIM, "pgd": native.NativePGD},
+    # ART is imported only when one of its attacks runs (optional extra `bench`).
+    "art": {"jsma": art.ArtJSMA, "onepixel": art.ArtOnePixel, "square": art.ArtSquare, "pgd": art.ArtPGD},
 }
-DEFAULT_BACKEND = ("foolbox", "native")
+DEFAULT_BACKEND = ("foolbox", "native", "art")
 
 
 def attack_names() -> list[str]:
