@@ -85,7 +85,7 @@ class Attack:
         return AttackResult(self.name, self.backend, eps, x, y, raw, clipped, success, pred_clean, pred_adv,
                             None if target is None else np.asarray(target),
                             np.concatenate(queries) if queries and queries[0] is not None else None,
-                            seconds, dict(self.params))
+                            seconds, dict(self.params), self.norm)
 
 
 def _check_eps(name: str, norm: str, eps: float, dim: int) -> None:

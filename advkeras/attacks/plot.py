@@ -31,7 +31,9 @@ def plot_adversarial_grid(result: AttackResult, path: str | Path, *, n: int = 8,
             ax.imshow(img.squeeze(), cmap="gray" if img.shape[-1] == 1 else None, vmin=0, vmax=1)
             ax.set_title(title, fontsize=7, color="crimson" if row == 1 and result.success[i] else "black")
             ax.axis("off")
-    eps = "unbounded" if result.eps is None else f"eps={result.eps * 255:.1f}/255"
+    norm = getattr(result, "norm", "linf")
+    eps = ("unbounded" if result.eps is None else f"eps={result.eps * 255:.1f}/255" if norm == "linf"
+           else f"{norm.upper()} eps={result.eps:.3g}")
     fig.suptitle(f"{result.attack} ({result.backend}), {eps}: success {result.success_rate:.0%}", fontsize=9)
     fig.tight_layout()
     path = Path(path)

@@ -25,6 +25,7 @@ class AttackResult:
     queries: np.ndarray | None = None
     seconds: float = 0.0
     params: dict = field(default_factory=dict)
+    norm: str = "linf"  # the norm eps is measured in: linf, l2 or l0 (l0 attacks take no eps)
 
     @property
     def l2(self) -> np.ndarray:
@@ -48,7 +49,8 @@ class AttackResult:
     def summary(self) -> dict:
         """Numbers a report shows; arrays stay out."""
         s = self.success
-        return {"attack": self.attack, "backend": self.backend, "eps": self.eps, "n": int(len(self.x)),
+        return {"attack": self.attack, "backend": self.backend, "norm": self.norm, "eps": self.eps,
+                "n": int(len(self.x)),
                 "targeted": self.target is not None, "success_rate": self.success_rate,
                 "success_rate_on_correct": self.success_rate_on_correct,
                 "clean_accuracy": float((self.pred_clean == self.y).mean()) if len(self.y) else float("nan"),

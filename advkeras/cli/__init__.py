@@ -10,6 +10,7 @@ import click  # noqa: E402
 
 from advkeras import __version__  # noqa: E402
 from advkeras.cli.assess import assess  # noqa: E402
+from advkeras.cli.attack import attack  # noqa: E402
 from advkeras.cli.detect import detect  # noqa: E402
 from advkeras.cli.export import export  # noqa: E402
 from advkeras.cli.train import train  # noqa: E402
@@ -21,5 +22,5 @@ def main() -> None:
     """Adversarial risk assessment of Keras image classifiers."""
 
 
-for command in (train, assess, export, detect):
+for command in (train, assess, attack, export, detect):
     main.add_command(command)
