@@ -24,6 +24,7 @@ class RunContext:
     metrics: dict[str, Any] = field(default_factory=dict)
     figures: dict[str, Any] = field(default_factory=dict)  # name -> {"path", "caption", "section"} or a path
     adversarials: dict[str, Any] = field(default_factory=dict)  # "attack@eps" -> AttackResult
+    defended: dict[str, tf.keras.Model] = field(default_factory=dict)  # defense name -> defended model
 
     def add_figure(self, section: str, name: str, path: Path, caption: str) -> None:
         """Register a figure file (inside `out`) for the report's `section`."""

@@ -6,6 +6,8 @@ import logging
 import numpy as np
 
 from advkeras.assess.context import RunContext
+from advkeras.assess.stage_defenses import stage_defenses
+from advkeras.assess.stage_activation_graphs import stage_activation_graphs
 from advkeras.assess.stage_feature_response import stage_feature_response
 from advkeras.attacks import generate
 from advkeras.attacks.plot import plot_adversarial_grid
@@ -63,4 +65,4 @@ def stage_attacks(ctx: RunContext) -> None:
     ctx.metrics["attacks"] = rows
 
 
-STAGES = [stage_data, stage_model, stage_attacks, stage_feature_response]
+STAGES = [stage_data, stage_model, stage_attacks, stage_defenses, stage_feature_response, stage_activation_graphs]

@@ -127,6 +127,11 @@ def render_report(metrics: dict[str, Any], figures: dict[str, Any], out: str | P
             ("detected_share", "attack processes detected"), ("benign_flagged_share", "benign users flagged"),
             ("median_queries_to_alarm", "median queries to first alarm"),
             ("success_flip_off", "attack success, flip off"), ("success_flip_on", "attack success, flip on")]),
+        "activation_graphs": _rows_body((m.get("activation_graphs") or {}).get("table", []), [
+            ("model", "model"), ("layer", "layer"), ("units", "units"), ("active_clean", "active, clean"),
+            ("active_adv", "active, adversarial"), ("jaccard_clean_adv", "top-k overlap clean/adv"),
+            ("shift_clean_adv", "shift clean->adv"), ("jaccard_vs_original", "top-k overlap vs original"),
+            ("shift_vs_original", "shift vs original")]),
     }
     sections = "".join(_section(out, m, figures, key, title, bodies.get(key, "")) for key, title in SECTIONS)
     doc = f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">

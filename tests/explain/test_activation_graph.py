@@ -83,3 +83,13 @@ def test_figures_are_drawn(mnist_acts, tmp_path):
     for p in paths:
         img = mpimg.imread(p)
         assert img.shape[0] > 200 and img[..., :3].std() > 0.05  # a real picture, not blank
+
+
+def test_visualize_cli_rejects_a_malformed_defended_option(tmp_path):
+    from click.testing import CliRunner
+
+    from advkeras.cli import main
+
+    result = CliRunner().invoke(main, ["visualize", "--model", "m.keras", "--defended", "no-equals-sign",
+                                       "--out", str(tmp_path / "v")])
+    assert result.exit_code != 0 and "NAME=PATH" in result.output
