@@ -8,7 +8,7 @@
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -25,28 +25,36 @@ from advkeras.models.training import make_pipeline
 
 def adversarial_retraining(model: tf.keras.Model, train: Dataset, val: Dataset | None = None, *,
                            attacks: Sequence[str] = ("fgsm", "bim", "pgd"), eps: float = 8 / 255,
-                           backend: str = "native", epochs: int = 5, batch_size: int = 64,
+                           backend: str = "native", attack_params: Mapping[str, dict] | None = None,
+                           share: float = 1.0, epochs: int = 5, batch_size: int = 64,
                            learning_rate: float = 5e-4, from_scratch: bool = False, augment: bool = False,
                            patience: int = 3, seed: int = 0) -> DefenseResult:
     """Retrain a copy of `model` on the training set plus its adversarials (made on the original model).
 
     The copy starts from the original weights (fine-tuning) unless `from_scratch`. Every adversarial
-    is added, successful or not, labelled with its true class.
+    is added, successful or not, labelled with its true class. `attack_params` maps an attack name
+    to its parameters (e.g. {"pgd": {"steps": 10}}). Each attack perturbs a random `share` of the
+    training images (1.0: all of them; 1/3 with three attacks keeps the cost of one pass).
     """
     check_logits(model)
     if not attacks:
         raise InputError("attacks is empty; give at least one attack name, e.g. ('fgsm', 'bim', 'pgd').")
+    if not 0 < share <= 1:
+        raise InputError(f"share must be in (0, 1], got {share}.")
     xs, ys, added = [train.x], [train.y], {}
+    rng = np.random.default_rng(seed)
     for i, name in enumerate(attacks):
-        res = generate(model, train.x, train.y, name, eps=eps, backend=backend, seed=seed + 1000 * i)
+        idx = np.sort(rng.permutation(len(train))[:max(1, round(share * len(train)))])
+        res = generate(model, train.x[idx], train.y[idx], name, eps=eps, backend=backend, seed=seed + 1000 * i,
+                       **(attack_params or {}).get(name, {}))
         xs.append(res.clipped)
-        ys.append(train.y)
+        ys.append(train.y[idx])
         added[name] = {"n": int(len(res.x)), "success_rate": res.success_rate}
     augmented = Dataset(np.concatenate(xs), np.concatenate(ys), None, train.class_names, train.name)
     clone = clone_classifier(model, copy_weights=not from_scratch, name=f"{model.name}_adv_trained")
     result = train_classifier(clone, augmented, val, epochs=epochs, batch_size=batch_size,
                               learning_rate=learning_rate, patience=patience, augment=augment, seed=seed)
-    info = {"form": "retraining", "attacks": added, "eps": eps, "backend": backend, "from_scratch": from_scratch,
+    info = {"form": "retraining", "attacks": added, "share": share, "eps": eps, "backend": backend, "from_scratch": from_scratch,
             "n_train": len(augmented), "epochs_run": len(result.history["loss"])}
     return DefenseResult("adversarial-training", clone, info, result.history)
 

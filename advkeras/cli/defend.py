@@ -1,0 +1,66 @@
+"""`advkeras defend`: build one defense around a classifier, evaluate it, save the defended model.
+
+Runs the assessment's data and model stages (same patient-wise split as `advkeras assess` with the
+same seed), then the defenses stage restricted to the chosen defense.
+"""
+from __future__ import annotations
+
+import click
+
+from advkeras.cli.options import common_options, confirm_overwrite
+
+CHOICES = ("adversarial-training", "middle-ae", "encoder", "initial-ae")
+
+
+@click.command("defend")
+@click.option("--defense", type=click.Choice(CHOICES), required=True, help="The defense to build.")
+@click.option("--form", type=click.Choice(["retraining", "online-pgd"]), default="retraining", show_default=True,
+              help="adversarial-training only: the paper's retraining on adversarials of the training set, or "
+                   "Madry's online PGD training.")
+@click.option("--data", default=None, help="Embedded sample name (idc, mnist) or a dataset folder [default: idc].")
+@click.option("--model", default=None, type=click.Path(dir_okay=False),
+              help="A .keras classifier to defend; without it one is trained on --data.")
+@click.option("--eps", type=float, default=4 / 255, show_default=True,
+              help="Linf budget of the adversarials used to train (adversarial training) and to evaluate.")
+@click.option("--epochs", type=int, default=None, help="Training epochs of the defense (its default if omitted).")
+@click.option("--train-epochs", type=int, default=None, help="Classifier training epochs when no --model is given.")
+@click.option("--max-eval", type=int, default=160, show_default=True, help="Held-out images used to evaluate.")
+@common_options("runs/defend")
+def defend(defense: str, form: str, data: str | None, model: str | None, eps: float, epochs: int | None,
+           train_epochs: int | None, max_eval: int, seed: int, out: str, force: bool) -> None:
+    """Write OUT/defenses/<defense>.keras, OUT/metrics.json and figures under OUT/figures/defenses."""
+    from advkeras.assess import load_config
+    from advkeras.assess.context import RunContext
+    from advkeras.assess.stage_defenses import settings, stage_defenses
+    from advkeras.assess.stages import stage_data, stage_model
+    from advkeras.runs import prepare_out_dir, write_json
+
+    name = "pgd-training" if defense == "adversarial-training" and form == "online-pgd" else defense
+    cfg = load_config(None, data=data, model=model, max_eval=max_eval)
+    if train_epochs is not None:
+        cfg["train"] = {**cfg["train"], "epochs": train_epochs}
+    params = {"pgd-training": {"eps": eps}, "adversarial-training": {"eps": eps}}.get(name, {})
+    if epochs is not None:
+        params["epochs"] = epochs
+    cfg["defenses"] = {**(cfg.get("defenses") or {}), "enabled": True, "names": [name], "eps": eps,
+                       "max_eval": max_eval, "params": {name: params}}
+    ctx = RunContext(cfg, prepare_out_dir(out, force=force, confirm=confirm_overwrite), seed)
+    ctx.metrics.update({"seed": seed, "config": {**cfg, "defenses": settings(cfg)}})
+    for stage in (stage_data, stage_model, stage_defenses):
+        stage(ctx)
+    write_json(ctx.out / "metrics.json", ctx.metrics)
+    d = ctx.metrics["defenses"]
+    acc = d["clean_accuracy"]
+    click.echo(f"clean accuracy: original {acc['original']:.3f}, {name} {acc[name]:.3f}")
+    rec = d["recovered"][name]
+    click.echo("initial adversarials recovered: " + ", ".join(
+        f"{a} {r['recovered']:.3f} (n={r['n']})" for a, r in rec.items()))
+    new = d["new_adversarials"]
+    click.echo(f"new {settings(cfg)['new_attack']} adversarials at eps {eps:.4f}: success on correctly classified "
+               f"{new['original']['success_rate_on_correct']:.3f} (original), "
+               f"{new[name]['success_rate_on_correct']:.3f} ({name})")
+    if d.get("encoder_disagreement"):
+        for a, r in d["encoder_disagreement"]["attacks"].items():
+            click.echo(f"encoder disagreement on {a}: detection {r['binary']['tpr']:.3f}, "
+                       f"false positives {r['binary']['fpr']:.3f}")
+    click.echo(f"defended model: {ctx.out / 'defenses' / f'{name}.keras'}")

@@ -1,0 +1,142 @@
+"""Reproduce the defense paper's Table 1 and the new-adversarial evaluation on the embedded IDC sample.
+
+    python scripts/defenses_table.py                        # vgg_mini, seeds 0 1 2 (what docs/results/defenses.md shows)
+    python scripts/defenses_table.py --backbone vgg16 ...   # see scripts/defenses_vgg16.py
+
+Steps: patient-wise split (seed 0); the original classifier is trained once (seed 0); for each seed,
+the four defenses are built with that seed and the initial adversarials (FGSM, BIM, PGD at --eps,
+native compiled attacks) are made on the original model with that seed; Table 1 = share of the
+initial adversarials that fooled the original which each defended model classifies correctly,
+mean and std over seeds. Then the seed-0 defended models are attacked afresh (PGD): success
+rate at --eps and median minimal Linf/L2 over an eps grid. Writes JSON and figures.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ATTACKS = ("fgsm", "bim", "pgd")
+NAMES = ("adversarial-training", "middle-ae", "encoder", "initial-ae")
+
+
+def parse(argv: list[str] | None = None, **defaults) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backbone", default="vgg_mini", choices=["vgg_mini", "vgg16"])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--eps", type=float, default=4 / 255, help="Linf budget of initial and new adversarials")
+    p.add_argument("--model-epochs", type=int, default=12, help="epochs of the original classifier")
+    p.add_argument("--model-lr", type=float, default=1e-3)
+    p.add_argument("--n-train", type=int, default=0, help="first N training images only (0: all)")
+    p.add_argument("--n-eval", type=int, default=320, help="held-out images for Table 1")
+    p.add_argument("--n-new", type=int, default=64, help="held-out images attacked afresh")
+    p.add_argument("--pgd-steps", type=int, default=10, help="PGD steps (initial and new adversarials)")
+    p.add_argument("--train-attack-steps", type=int, default=5, help="BIM/PGD steps for adversarial training data")
+    p.add_argument("--train-share", type=float, default=1 / 3,
+                   help="share of the training images each attack perturbs for adversarial training")
+    p.add_argument("--retrain-epochs", type=int, default=2)
+    p.add_argument("--ae-epochs", type=int, default=6, help="initial autoencoder epochs")
+    p.add_argument("--tag", default="idc_vgg_mini", help="file name stem of the outputs")
+    p.add_argument("--out", default=str(ROOT / "docs" / "results"))
+    p.set_defaults(**defaults)
+    return p.parse_args(argv)
+
+
+def defense_params(args: argparse.Namespace) -> dict:
+    steps = {"bim": {"steps": args.train_attack_steps}, "pgd": {"steps": args.train_attack_steps}}
+    return {"adversarial-training": {"attacks": ATTACKS, "eps": args.eps, "attack_params": steps,
+                                     "share": args.train_share, "epochs": args.retrain_epochs},
+            "middle-ae": {"epochs": 40}, "encoder": {"epochs": 60},
+            "initial-ae": {"epochs": args.ae_epochs}}
+
+
+def main(argv: list[str] | None = None, **defaults) -> dict:
+    args = parse(argv, **defaults)
+    import numpy as np
+
+    from advkeras.data import load_sample, split_by_group
+    from advkeras.evaluation.defense_figures import (plot_new_adversarial_rates, plot_new_adversarials,
+                                                     plot_recovery)
+    from advkeras.evaluation.robustness import defense_table, new_adversarials
+    from advkeras.models import build_classifier, evaluate_classifier, train_classifier
+    from advkeras.runs import write_json
+
+    start = time.time()
+    train, val, test = split_by_group(load_sample("idc"), seed=0)
+    if args.n_train:
+        train = train.subset(np.random.default_rng(0).permutation(len(train))[:args.n_train])
+    ev = test.subset(np.sort(np.random.default_rng(0).permutation(len(test))[:args.n_eval]))
+    model = build_classifier(args.backbone, train.input_shape, train.n_classes, seed=0)
+    fit = train_classifier(model, train, val, epochs=args.model_epochs, learning_rate=args.model_lr, augment=True,
+                           seed=0, patience=6)
+    original = evaluate_classifier(model, test)
+    print(f"original {args.backbone}: held-out accuracy {original['accuracy']:.3f} "
+          f"({len(fit.history['loss'])} epochs, {time.time() - start:.0f} s)", flush=True)
+    attack_params = {"pgd": {"steps": args.pgd_steps}}
+    table, models_by_seed = defense_table(model, train, val, ev, defenses=defense_params(args), attacks=ATTACKS,
+                                          eps=args.eps, seeds=args.seeds, attack_params=attack_params)
+    print(f"Table 1 done ({time.time() - start:.0f} s)", flush=True)
+    new_models = {"original": model, **models_by_seed[args.seeds[0]]}
+    grid = tuple(e / 255 for e in (1, 2, 3, 4, 6, 8, 12, 16))
+    pick = np.sort(np.random.default_rng(0).permutation(len(test))[:args.n_new])  # both classes, all patients
+    rows, fixed = new_adversarials(new_models, test.x[pick], test.y[pick], attack="pgd",
+                                   eps=args.eps, eps_grid=grid, seed=args.seeds[0], steps=args.pgd_steps)
+    out = Path(args.out)
+    figs = out / "figures"
+    figs.mkdir(parents=True, exist_ok=True)
+    fig_paths = {"table1": plot_recovery(table, figs / f"defenses_{args.tag}_table1.png"),
+                 "fig10": plot_new_adversarials(fixed, figs / f"defenses_{args.tag}_fig10.png", n_samples=3,
+                                                class_names=test.class_names),
+                 "new_rates": plot_new_adversarial_rates(rows, figs / f"defenses_{args.tag}_new_adversarials.png")}
+    result = {"command": "python scripts/" + Path(sys.argv[0]).name + " " + " ".join(sys.argv[1:]),
+              "args": vars(args), "split": {k: len(d) for k, d in (("train", train), ("val", val), ("test", test))},
+              "original": {"backbone": args.backbone, "epochs_run": len(fit.history["loss"]),
+                           "test_accuracy": original["accuracy"]},
+              "table1": table, "new_adversarials": {"attack": "pgd", "steps": args.pgd_steps, "eps": args.eps,
+                                                    "eps_grid": grid, "n": int(min(args.n_new, len(test))),
+                                                    "rows": rows},
+              "figures": {k: str(p.relative_to(out)) for k, p in fig_paths.items()},
+              "seconds": time.time() - start}
+    write_json(out / f"defenses_{args.tag}.json", result)
+    print(markdown(result))
+    return result
+
+
+def markdown(result: dict) -> str:
+    """The two tables of docs/results/defenses.md from a result JSON."""
+    t = result["table1"]
+    s = t["summary"]
+    lines = ["| defense | " + " | ".join(f"{a.upper()} recovered %" for a in t["attacks"]) +
+             " | all % | clean accuracy |", "|---" * (len(t["attacks"]) + 3) + "|"]
+    acc = s["clean_accuracy"]
+    lines.append("| original | " + " | ".join("0 (by definition)" for _ in t["attacks"]) +
+                 f" | 0 | {acc['original']['mean']:.3f} |")
+    for d, rows in s["recovered"].items():
+        cells = [f"{100 * rows[a]['mean']:.1f} ± {100 * rows[a]['std']:.1f}" for a in [*t["attacks"], "all"]]
+        lines.append(f"| {d} | " + " | ".join(cells) + f" | {acc[d]['mean']:.3f} ± {acc[d]['std']:.3f} |")
+    fooled = ", ".join(f"{a.upper()} {s['n_fooled'][a]['mean']:.0f}" for a in t["attacks"])
+    lines += ["", f"Initial adversarials that fooled the original (per seed, of {result['args']['n_eval']} "
+              f"held-out images): {fooled}.", ""]
+    n = result["new_adversarials"]
+    lines += [f"| model | PGD success at eps {n['eps'] * 255:.0f}/255 (on correct) | median minimal Linf | "
+              "median minimal L2 | broken within grid |", "|---|---|---|---|---|"]
+    for name, r in n["rows"].items():
+        linf = r["median_min_linf"]
+        finite = linf is not None and math.isfinite(linf)
+        linf_s = f"{linf * 255:.1f}/255" if finite else f"> {n['eps_grid'][-1] * 255:.0f}/255"
+        l2 = r["median_min_l2"]
+        l2_s = f"{l2:.3f}" if l2 is not None and math.isfinite(l2) else "-"
+        lines.append(f"| {name} | {100 * r['success_rate_on_correct']:.1f} % | {linf_s} | {l2_s} | "
+                     f"{100 * r['broken_within_grid']:.0f} % |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--markdown":
+        print(markdown(json.loads(Path(sys.argv[2]).read_text())))
+    else:
+        main()

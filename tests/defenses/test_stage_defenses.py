@@ -1,0 +1,34 @@
+import numpy as np
+
+from advkeras.assess.context import RunContext
+from advkeras.assess.stage_defenses import settings, stage_defenses
+from advkeras.models import load_model
+
+
+def test_stage_builds_evaluates_and_saves_the_configured_defenses(mnist_model, mnist_splits, tmp_path):
+    train, val, test = mnist_splits
+    cfg = {"max_eval": 30, "defenses": {
+        "names": ["middle-ae", "encoder"], "eps": 0.1, "attack_steps": 2, "eps_grid": [0.05, 0.1, 0.2],
+        "params": {"adversarial-training": {"epochs": 1}, "middle-ae": {"epochs": 3}, "encoder": {"epochs": 3},
+                   "initial-ae": {"epochs": 1}}}}
+    assert settings(cfg)["params"]["adversarial-training"] == {"attacks": ["fgsm"], "epochs": 1}
+    ctx = RunContext(cfg, tmp_path, 0, train.subset(np.arange(300)), val.subset(np.arange(100)), test, mnist_model)
+    stage_defenses(ctx)
+    m = ctx.metrics["defenses"]
+    names = ["middle-ae", "encoder"]
+    assert list(m["recovered"]) == names and set(ctx.defended) == set(names)
+    assert m["n_eval"] == 30 and set(m["recovered"]["encoder"]) == {"fgsm", "bim", "pgd", "all"}
+    rows = ctx.metrics["defense_summary"]
+    assert [r["defense"] for r in rows] == names
+    assert all(0 <= r["clean_accuracy"] <= 1 and 0 <= r["new_success"] <= 1 for r in rows)
+    assert any(r["detector"] == "encoder disagreement" for r in ctx.metrics.get("detector_summary", []))
+    assert {f.split("/")[0] for f in ctx.figures} == {"defenses"}
+    assert all((tmp_path / f["path"]).is_file() for f in ctx.figures.values())
+    again = load_model(tmp_path / "defenses" / "encoder.keras")
+    assert [l.name for l in again.layers[1:]] == ["cnn", "encoder", "dnn"]
+
+
+def test_stage_can_be_switched_off(mnist_model, tmp_path):
+    ctx = RunContext({"defenses": {"enabled": False}}, tmp_path, 0, model=mnist_model)
+    stage_defenses(ctx)
+    assert "defenses" not in ctx.metrics and not ctx.defended
