@@ -102,7 +102,9 @@ class FeatureResponseDetector:
 
     def entropy_function(self) -> tf.types.experimental.Function:
         """Compiled ``f(x) -> (mean local entropy, logits)`` in TF ops only (for serving and benchmarks)."""
-        if getattr(self, "_score_fn", None) is None:
+        key = (self.method, int(self.window), self.stride)
+        cached = getattr(self, "_entropy_fn", None)
+        if cached is None or cached.key != key:
             respond = response_function(self.model, self.method)
             window, stride = int(self.window), self.stride
 
@@ -111,9 +113,9 @@ class FeatureResponseDetector:
                 response, logits = respond(x)
                 return mean_local_entropy(response, window, stride), logits
 
-            score.respond = respond
-            self._score_fn = score
-        return self._score_fn
+            score.respond, score.key = respond, key
+            self._entropy_fn = score
+        return self._entropy_fn
 
     def _worker(self):
         # One worker per detector, started on first use and reused (starting one costs seconds).

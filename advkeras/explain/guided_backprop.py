@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from advkeras.errors import InputError
-from advkeras.explain.flat_model import flat_model, has_relu
+from advkeras.explain.flat_model import flat_model, has_relu, leaf_layers
 from advkeras.models.checks import check_images, check_logits
 
 METHODS = ("guided_backprop", "deconvnet")
@@ -82,7 +82,6 @@ def guided_model(model: tf.keras.Model, method: str = "guided_backprop") -> tf.k
         return flat_model(model, wrap, name=f"{model.name}_guided")
     inp = tf.keras.Input(model.input_shape[1:], name="image")
     x = inp
-    from advkeras.explain.flat_model import leaf_layers
     for layer in leaf_layers(model):
         x = DeconvGradient(name=f"{layer.name}_deconv")(_Linear(layer)(x)) if has_relu(layer) else layer(x)
     return tf.keras.Model(inp, x, name=f"{model.name}_deconvnet")

@@ -136,3 +136,20 @@ def test_cli_detect_feature_response(mnist_model, tmp_path):
     assert metrics["detector_summary"][0]["n_clean"] == 80
     bad = CliRunner().invoke(main, args[:-2] + ["--attack", "nope", "--out", str(tmp_path / "o2")])
     assert bad.exit_code != 0 and "unknown attack" in bad.output and "Traceback" not in bad.output
+
+
+def test_entropy_function_exports_to_savedmodel(mnist_model, fgsm_digits, tmp_path):
+    import tensorflow as tf
+
+    det = FeatureResponseDetector(mnist_model, window=4)
+    module = tf.Module()
+    module.entropy = det.entropy_function()
+    module.model = det.entropy_function().respond.guided_model
+    tf.saved_model.save(module, str(tmp_path / "fr"))
+    x = fgsm_digits[1][:4]
+    loaded = tf.saved_model.load(str(tmp_path / "fr"))  # keep a reference: it owns the variables
+    entropy, logits = loaded.entropy(tf.constant(x))
+    np.testing.assert_allclose(entropy.numpy(), det.entropy(x), rtol=1e-4)
+    assert entropy.shape == (4,) and logits.shape == (4, 10)
+    det.window = 2  # a changed setting is not served from the compiled cache
+    assert not np.allclose(det.entropy(x), entropy.numpy())
