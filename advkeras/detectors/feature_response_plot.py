@@ -12,7 +12,8 @@ def plot_feature_responses(detector: FeatureResponseDetector, x: np.ndarray, x_a
                            *, title: str = "", n: int = 3) -> Path:
     """Save a PNG with one row per image pair: original, adversarial, the feature response of each
     (|guided backprop| summed over channels) and the local-entropy map of each, with the average
-    local entropy (the detector's score) in the titles. Entropy maps share one colour scale."""
+    local entropy (the detector's score) in the titles. Entropy maps share one colour scale
+    (yellow: high entropy, a scattered response)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -21,7 +22,8 @@ def plot_feature_responses(detector: FeatureResponseDetector, x: np.ndarray, x_a
     x, x_adv = x[:n], x_adv[:n]
     resp, ent = detector.maps(np.concatenate([x, x_adv]))
     k = len(x)
-    vmax_ent = float(ent.max()) if ent.size else 1.0
+    # One entropy scale for all maps (min to max over them), so originals and adversarials compare.
+    vmin_ent, vmax_ent = (float(ent.min()), float(ent.max())) if ent.size else (0.0, 1.0)
     cols = ("original", "adversarial", "response (orig.)", "response (adv.)", "local entropy (orig.)",
             "local entropy (adv.)")
     fig, axes = plt.subplots(max(k, 1), 6, figsize=(10.5, 1.9 * max(k, 1) + 0.5), squeeze=False)
@@ -35,7 +37,7 @@ def plot_feature_responses(detector: FeatureResponseDetector, x: np.ndarray, x_a
             elif j < 4:
                 ax.imshow(img, cmap=cmap, vmin=0, vmax=float(np.percentile(resp[[i, k + i]], 99.5)) or 1.0)
             else:
-                ax.imshow(img, cmap=cmap, vmin=0, vmax=vmax_ent)
+                ax.imshow(img, cmap=cmap, vmin=vmin_ent, vmax=vmax_ent)
             label = cols[j] if i == 0 else ""
             if j >= 4:
                 label += f"\nmean {img.mean():.3f} bits"

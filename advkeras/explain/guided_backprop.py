@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from advkeras.errors import InputError
+from advkeras.errors import InputError, ModelError
 from advkeras.explain.flat_model import flat_model, has_relu, leaf_layers
 from advkeras.models.checks import check_images, check_logits
 
@@ -50,26 +50,23 @@ class DeconvGradient(tf.keras.layers.Layer):
         return deconv_relu(inputs)
 
 
-class _Linear(tf.keras.layers.Layer):
-    """A ReLU layer's pre-activation: calls the wrapped layer with its activation swapped for identity.
+def _linear_twin(layer: tf.keras.layers.Layer) -> tf.keras.layers.Layer | None:
+    """The layer without its ReLU, sharing the original's variables (None for a bare ReLU layer).
 
-    The original layer object (and so its weights) is used, so nothing is copied; the swap lasts only
-    while tracing this call.
+    Built from the layer's config with activation "linear"; its kernel and bias *are* the original's
+    variables, so nothing is copied and the user's layer is not touched.
     """
-
-    def __init__(self, layer: tf.keras.layers.Layer, **kwargs):
-        super().__init__(name=f"{layer.name}_linear", **kwargs)
-        self.wrapped = layer
-
-    def call(self, inputs: tf.Tensor) -> tf.Tensor:
-        if isinstance(self.wrapped, tf.keras.layers.ReLU):
-            return inputs
-        act = self.wrapped.activation
-        self.wrapped.activation = tf.keras.activations.linear
-        try:
-            return self.wrapped(inputs)
-        finally:
-            self.wrapped.activation = act
+    if isinstance(layer, tf.keras.layers.ReLU):
+        return None
+    if not isinstance(layer, (tf.keras.layers.Conv2D, tf.keras.layers.Dense)):
+        raise ModelError(f"native deconvnet handles ReLU in Conv2D, Dense and ReLU layers, not in "
+                         f"{type(layer).__name__} {layer.name!r}; use InnvestigateWorker(...).analyze(x, "
+                         "'deconvnet') or method='guided_backprop'.")
+    twin = type(layer).from_config({**layer.get_config(), "activation": "linear", "name": f"{layer.name}_linear"})
+    twin.kernel = layer.kernel
+    twin.bias = layer.bias if layer.use_bias else None
+    twin.built = True
+    return twin
 
 
 def guided_model(model: tf.keras.Model, method: str = "guided_backprop") -> tf.keras.Model:
@@ -83,7 +80,11 @@ def guided_model(model: tf.keras.Model, method: str = "guided_backprop") -> tf.k
     inp = tf.keras.Input(model.input_shape[1:], name="image")
     x = inp
     for layer in leaf_layers(model):
-        x = DeconvGradient(name=f"{layer.name}_deconv")(_Linear(layer)(x)) if has_relu(layer) else layer(x)
+        if has_relu(layer):
+            twin = _linear_twin(layer)
+            x = DeconvGradient(name=f"{layer.name}_deconv")(x if twin is None else twin(x))
+        else:
+            x = layer(x)
     return tf.keras.Model(inp, x, name=f"{model.name}_deconvnet")
 
 

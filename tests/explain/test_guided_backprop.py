@@ -38,6 +38,9 @@ def test_guided_backprop_differs_from_plain_gradient_and_forward_is_unchanged(mn
     np.testing.assert_allclose(gmodel(digits).numpy(), mnist_model(digits).numpy(), rtol=1e-5, atol=1e-5)
     # The same variables, not copies: the user's model is neither copied nor modified.
     assert {id(v) for v in gmodel.weights} == {id(v) for v in mnist_model.weights}
+    deconv = guided_model(mnist_model, "deconvnet")
+    np.testing.assert_allclose(deconv(digits).numpy(), mnist_model(digits).numpy(), rtol=1e-5, atol=1e-5)
+    assert {id(v) for v in deconv.weights} == {id(v) for v in mnist_model.weights}
     x = tf.constant(digits)
     with tf.GradientTape() as tape:
         tape.watch(x)
