@@ -31,6 +31,8 @@ def parse(argv: list[str] | None = None, **defaults) -> argparse.Namespace:
     p.add_argument("--eps", type=float, default=4 / 255, help="Linf budget of initial and new adversarials")
     p.add_argument("--model-epochs", type=int, default=12, help="epochs of the original classifier")
     p.add_argument("--model-lr", type=float, default=1e-3)
+    p.add_argument("--model", default=None, help="load the original classifier from this .keras file instead "
+                   "of training it (it is saved to runs/defenses_<tag>/original.keras when trained)")
     p.add_argument("--n-train", type=int, default=0, help="first N training images only (0: all)")
     p.add_argument("--n-eval", type=int, default=320, help="held-out images for Table 1")
     p.add_argument("--n-new", type=int, default=64, help="held-out images attacked afresh")
@@ -61,8 +63,8 @@ def main(argv: list[str] | None = None, **defaults) -> dict:
     from advkeras.data import load_sample, split_by_group
     from advkeras.evaluation.defense_figures import (plot_new_adversarial_rates, plot_new_adversarials,
                                                      plot_recovery)
-    from advkeras.evaluation.robustness import defense_table, new_adversarials
-    from advkeras.models import build_classifier, evaluate_classifier, train_classifier
+    from advkeras.evaluation.robustness import defense_table, mean_std, new_adversarials
+    from advkeras.models import build_classifier, evaluate_classifier, load_model, save_model, train_classifier
     from advkeras.runs import write_json
 
     start = time.time()
@@ -70,38 +72,50 @@ def main(argv: list[str] | None = None, **defaults) -> dict:
     if args.n_train:
         train = train.subset(np.random.default_rng(0).permutation(len(train))[:args.n_train])
     ev = test.subset(np.sort(np.random.default_rng(0).permutation(len(test))[:args.n_eval]))
-    model = build_classifier(args.backbone, train.input_shape, train.n_classes, seed=0)
-    fit = train_classifier(model, train, val, epochs=args.model_epochs, learning_rate=args.model_lr, augment=True,
-                           seed=0, patience=6)
+    if args.model:
+        model, epochs_run = load_model(args.model), None
+    else:
+        model = build_classifier(args.backbone, train.input_shape, train.n_classes, seed=0)
+        fit = train_classifier(model, train, val, epochs=args.model_epochs, learning_rate=args.model_lr,
+                               augment=True, seed=0, patience=6)
+        epochs_run = len(fit.history["loss"])
+        save_model(model, ROOT / "runs" / f"defenses_{args.tag}" / "original.keras", overwrite=True)
     original = evaluate_classifier(model, test)
     print(f"original {args.backbone}: held-out accuracy {original['accuracy']:.3f} "
-          f"({len(fit.history['loss'])} epochs, {time.time() - start:.0f} s)", flush=True)
+          f"({epochs_run} epochs, {time.time() - start:.0f} s)", flush=True)
     attack_params = {"pgd": {"steps": args.pgd_steps}}
-    table, models_by_seed = defense_table(model, train, val, ev, defenses=defense_params(args), attacks=ATTACKS,
-                                          eps=args.eps, seeds=args.seeds, attack_params=attack_params)
-    print(f"Table 1 done ({time.time() - start:.0f} s)", flush=True)
-    new_models = {"original": model, **models_by_seed[args.seeds[0]]}
-    grid = tuple(e / 255 for e in (1, 2, 3, 4, 6, 8, 12, 16))
-    pick = np.sort(np.random.default_rng(0).permutation(len(test))[:args.n_new])  # both classes, all patients
-    rows, fixed = new_adversarials(new_models, test.x[pick], test.y[pick], attack="pgd",
-                                   eps=args.eps, eps_grid=grid, seed=args.seeds[0], steps=args.pgd_steps)
     out = Path(args.out)
     figs = out / "figures"
     figs.mkdir(parents=True, exist_ok=True)
-    fig_paths = {"table1": plot_recovery(table, figs / f"defenses_{args.tag}_table1.png"),
-                 "fig10": plot_new_adversarials(fixed, figs / f"defenses_{args.tag}_fig10.png", n_samples=3,
-                                                class_names=test.class_names),
-                 "new_rates": plot_new_adversarial_rates(rows, figs / f"defenses_{args.tag}_new_adversarials.png")}
     result = {"command": "python scripts/" + Path(sys.argv[0]).name + " " + " ".join(sys.argv[1:]),
               "args": vars(args), "split": {k: len(d) for k, d in (("train", train), ("val", val), ("test", test))},
-              "original": {"backbone": args.backbone, "epochs_run": len(fit.history["loss"]),
-                           "test_accuracy": original["accuracy"]},
-              "table1": table, "new_adversarials": {"attack": "pgd", "steps": args.pgd_steps, "eps": args.eps,
-                                                    "eps_grid": grid, "n": int(min(args.n_new, len(test))),
-                                                    "rows": rows},
-              "figures": {k: str(p.relative_to(out)) for k, p in fig_paths.items()},
-              "seconds": time.time() - start}
-    write_json(out / f"defenses_{args.tag}.json", result)
+              "original": {"backbone": args.backbone, "epochs_run": epochs_run, "loaded": args.model,
+                           "test_accuracy": original["accuracy"]}}
+    grid = tuple(e / 255 for e in (1, 2, 3, 4, 6, 8, 12, 16))
+    per_seed = []
+    # One seed at a time, writing the JSON after each, so a long run leaves usable partial results.
+    for i, seed in enumerate(args.seeds):
+        table, models_by_seed = defense_table(model, train, val, ev, defenses=defense_params(args), attacks=ATTACKS,
+                                              eps=args.eps, seeds=[seed], attack_params=attack_params)
+        per_seed += table["per_seed"]
+        table.update(seeds=args.seeds[:i + 1], per_seed=per_seed, summary=mean_std(per_seed))
+        result["table1"] = table
+        print(f"Table 1 seed {seed} done ({time.time() - start:.0f} s)", flush=True)
+        if i == 0:
+            new_models = {"original": model, **models_by_seed[seed]}
+            pick = np.sort(np.random.default_rng(0).permutation(len(test))[:args.n_new])  # both classes, all patients
+            rows, fixed = new_adversarials(new_models, test.x[pick], test.y[pick], attack="pgd",
+                                           eps=args.eps, eps_grid=grid, seed=seed, steps=args.pgd_steps)
+            result["new_adversarials"] = {"attack": "pgd", "steps": args.pgd_steps, "eps": args.eps,
+                                          "eps_grid": grid, "n": int(len(pick)), "seed": seed, "rows": rows}
+            fig_paths = {"fig10": plot_new_adversarials(fixed, figs / f"defenses_{args.tag}_fig10.png",
+                                                        n_samples=3, class_names=test.class_names),
+                         "new_rates": plot_new_adversarial_rates(
+                             rows, figs / f"defenses_{args.tag}_new_adversarials.png")}
+        fig_paths["table1"] = plot_recovery(table, figs / f"defenses_{args.tag}_table1.png")
+        result["figures"] = {k: str(p.relative_to(out)) for k, p in fig_paths.items()}
+        result["seconds"] = time.time() - start
+        write_json(out / f"defenses_{args.tag}.json", result)
     print(markdown(result))
     return result
 

@@ -64,7 +64,7 @@ def plot_new_adversarials(fixed: Mapping[str, AttackResult], path: str | Path, *
         for c, name in enumerate(names, start=1):
             res = fixed[name]
             top[c].imshow(np.squeeze(res.clipped[i]), cmap="gray", vmin=0, vmax=1)
-            mark = "fooled" if res.success[i] else "resists"
+            mark = "wrong when clean" if res.pred_clean[i] != res.y[i] else "fooled" if res.success[i] else "resists"
             top[c].set_title(f"{name}\npred {label(res.pred_adv[i])} ({mark})", fontsize=7)
             delta = res.clipped[i] - res.x[i]
             span = np.abs(delta).max() or 1.0
