@@ -27,3 +27,15 @@ def test_metrics_separate_good_from_useless_scores():
 def test_binary_metrics():
     m = binary_detection_metrics([False, False, True, False], [True, True, False])
     assert m["fpr"] == 0.25 and m["tpr"] == pytest.approx(2 / 3) and m["accuracy"] == pytest.approx(5 / 7)
+
+
+def test_roc_plot_draws_every_curve(tmp_path):
+    import matplotlib.image as mpimg
+
+    from advkeras.evaluation.roc_plot import plot_roc
+
+    rng = np.random.default_rng(2)
+    path = plot_roc({"good": (rng.normal(size=200), rng.normal(2, 1, 200)),
+                     "useless": (rng.normal(size=200), rng.normal(size=200))}, tmp_path / "roc.png", title="t")
+    img = mpimg.imread(path)
+    assert img.shape[0] > 300 and img[..., :3].std() > 0.05
