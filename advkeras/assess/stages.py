@@ -39,7 +39,8 @@ def stage_model(ctx: RunContext) -> None:
         ctx.model = build_classifier(backbone, ds.input_shape, ds.n_classes, seed=ctx.seed)
         t = cfg["train"]
         result = train_classifier(ctx.model, ctx.train, ctx.val, epochs=t["epochs"], batch_size=t["batch_size"],
-                                  learning_rate=t["learning_rate"], augment=ds.name == "idc", seed=ctx.seed)
+                                  learning_rate=t["learning_rate"], patience=t.get("patience", 6),
+                                  augment=ds.name == "idc", seed=ctx.seed)
         save_model(ctx.model, ctx.out / "model.keras")
         source = {"trained": backbone, "epochs_run": len(result.history["loss"]), "saved": "model.keras"}
     ctx.metrics["model"] = {**source, "name": ctx.model.name, "params": int(ctx.model.count_params()),

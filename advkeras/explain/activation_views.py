@@ -75,18 +75,20 @@ def plot_defense_grid(original: tuple[DenseActivations, DenseActivations],
                       defended: tuple[DenseActivations, DenseActivations], path: str | Path, *, defense: str,
                       attack: str, max_nodes: int = 24, edges_per_layer: int = 30) -> Path:
     """2 x 3 grid: rows original / defended; columns clean, adversarial, change (adversarial - clean).
-    Colour scales are shared within the clean/adversarial columns and within the change column."""
+    Colour scales are shared within each row's clean/adversarial panels, and the change column shares
+    one scale across both rows, so a defense that moves its activations less shows paler nodes."""
     rows = [("original", original), (defense, defended)]
+    diffs = [difference_values(clean, adv) for _, (clean, adv) in rows]
+    shared = layer_scales([], values=diffs)  # per layer; widths may differ (the encoder's input)
     plt, fig, axes = _figure(2, 3)
-    for r, (name, (clean, adv)) in enumerate(rows):
+    for r, ((name, (clean, adv)), diff) in enumerate(zip(rows, diffs)):
         spec = select_nodes([clean, adv], max_nodes)
         scale = layer_scales([clean, adv])
         draw_graph(build_graph(clean, spec, edges_per_layer=edges_per_layer), axes[r, 0],
                    title=f"{name}: clean", scale=scale)
         draw_graph(build_graph(adv, spec, edges_per_layer=edges_per_layer), axes[r, 1],
                    title=f"{name}: {attack}", scale=scale)
-        diff = difference_values(clean, adv)
         draw_graph(build_graph(adv, spec, edges_per_layer=edges_per_layer, node_values=diff), axes[r, 2],
-                   title=f"{name}: change", scale=layer_scales([], values=[diff]), diverging=True)
+                   title=f"{name}: change", scale=shared, diverging=True)
     _legend(fig, plt, False)
     return _save(fig, plt, path)

@@ -111,7 +111,7 @@ def split_dataset(ds: Dataset, seed: int = 0) -> tuple[Dataset, Dataset, Dataset
 
 
 def fit_on_dataset(data: str | Dataset, *, backbone: str | None = None, epochs: int = 25, batch_size: int = 64,
-                   learning_rate: float = 1e-3, seed: int = 0) -> tuple[tf.keras.Model, dict]:
+                   learning_rate: float = 1e-3, patience: int = 6, seed: int = 0) -> tuple[tf.keras.Model, dict]:
     """Load `data` (sample name, path or Dataset), split it, build and train a classifier.
 
     Returns the model and a metrics dict with the split (groups per split), the training history
@@ -125,7 +125,7 @@ def fit_on_dataset(data: str | Dataset, *, backbone: str | None = None, epochs: 
     model = build_classifier(backbone, ds.input_shape, ds.n_classes, seed=seed)
     # Augment only where orientation carries no meaning (IDC histology patches).
     result = train_classifier(model, train, val, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                              augment=ds.name == "idc", seed=seed, test=test)
+                              patience=patience, augment=ds.name == "idc", seed=seed, test=test)
     metrics = {"data": ds.name, "backbone": backbone, "seed": seed, "epochs_run": len(result.history["loss"]),
                "split": {name: {"n": len(part), "groups": None if part.groups is None else
                                 sorted(map(str, np.unique(part.groups)))}
