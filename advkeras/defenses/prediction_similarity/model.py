@@ -56,12 +56,19 @@ def serving_function(defended: tf.keras.Model, keys: tuple[str, ...] = SERVING_K
 
 
 def query(defended: tf.keras.Model, x: np.ndarray, user_id: str | list[str] | np.ndarray) -> dict[str, np.ndarray]:
-    """Send images as queries of one user (a string) or of one user per image; numpy outputs."""
+    """Send images as queries of one user (a string) or of one user per image; numpy outputs.
+
+    Runs a compiled function (traced once per model), so each call costs about one graph execution.
+    """
     x = check_images(x, None)
     ids = np.full(len(x), user_id, dtype=object) if isinstance(user_id, str) else np.asarray(user_id, dtype=object)
     if ids.shape != (len(x),):
         raise InputError(f"user_id must be one string or one per image; got {ids.shape} for {len(x)} images.")
-    out = defended({"image": tf.constant(x), "user_id": tf.constant(ids.astype(str))}, training=False)
+    fn = getattr(defended, "_advkeras_query", None)
+    if fn is None:
+        fn = serving_function(defended, tuple(defended.output))
+        defended._advkeras_query = fn  # noqa: SLF001  (a cache, not tracked state)
+    out = fn(tf.constant(x), tf.constant(ids.astype(str)))
     return {k: v.numpy() for k, v in out.items()}
 
 

@@ -1,0 +1,39 @@
+"""Assessment stage: prediction similarity against attack processes in simulated query traffic."""
+from __future__ import annotations
+
+import logging
+
+from advkeras.assess.context import RunContext
+from advkeras.evaluation.traffic import evaluate_prediction_similarity
+from advkeras.runs import write_json
+
+log = logging.getLogger(__name__)
+DEFAULTS = {"enabled": True, "target_fpr": 0.01, "benign_users": 20, "queries_per_user": 8, "processes": 4,
+            "layer": {}, "attacks": None}
+
+
+def stage_prediction_similarity(ctx: RunContext) -> None:
+    """Calibrate on benign sessions of validation patients, simulate benign users and attack processes on
+    the held-out patients with flip off and on; record `prediction_similarity` and the report's `ps_summary`."""
+    cfg = {**DEFAULTS, **(ctx.config.get("prediction_similarity") or {})}
+    if not cfg["enabled"]:
+        return
+    ev = ctx.eval_set()
+    result = evaluate_prediction_similarity(
+        ctx.model, ctx.val, ev, layer=cfg["layer"], target_fpr=float(cfg["target_fpr"]),
+        n_benign=int(cfg["benign_users"]), queries_per_user=int(cfg["queries_per_user"]), attacks=cfg["attacks"],
+        processes=int(cfg["processes"]), seed=ctx.seed, progress=False)
+    flag, flip = result["summary"]["flag"], result["summary"]["flip"]
+    ctx.metrics["prediction_similarity"] = result
+    ctx.metrics["ps_summary"] = {
+        "detected_share": flag["detection_rate"], "benign_flagged_share": flag["benign_user_fpr"],
+        "median_queries_to_alarm": flag["median_queries_to_first_alarm"],
+        "success_flip_off": _mean(flag["attack_success_true"]), "success_flip_on": _mean(flip["attack_success_true"]),
+        "processes": flag["processes"], "benign_users": int(cfg["benign_users"])}
+    write_json(ctx.out / "prediction_similarity.json", result)
+    log.info("prediction similarity: %d/%d attack processes detected, %.1f%% benign users flagged",
+             flag["detected"], flag["processes"], 100 * flag["benign_user_fpr"])
+
+
+def _mean(by_attack: dict[str, float]) -> float | None:
+    return sum(by_attack.values()) / len(by_attack) if by_attack else None
