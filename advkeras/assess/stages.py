@@ -9,6 +9,7 @@ from advkeras.assess.context import RunContext
 from advkeras.assess.stage_defenses import stage_defenses
 from advkeras.assess.stage_activation_graphs import stage_activation_graphs
 from advkeras.assess.stage_feature_response import stage_feature_response
+from advkeras.assess.stage_prediction_similarity import stage_prediction_similarity
 from advkeras.attacks import generate
 from advkeras.attacks.plot import plot_adversarial_grid
 from advkeras.report.html import eps_label
@@ -66,4 +67,5 @@ def stage_attacks(ctx: RunContext) -> None:
     ctx.metrics["attacks"] = rows
 
 
-STAGES = [stage_data, stage_model, stage_attacks, stage_defenses, stage_feature_response, stage_activation_graphs]
+STAGES = [stage_data, stage_model, stage_attacks, stage_defenses, stage_feature_response, stage_activation_graphs,
+          stage_prediction_similarity]

@@ -78,11 +78,12 @@ def slide_positions(ds: Dataset) -> np.ndarray | None:
 
 
 def benign_sessions(ds: Dataset, n_users: int, queries_per_user: int, *, neighbour_prob: float = 0.7,
-                    seed: int = 0, prefix: str = "user") -> dict[str, np.ndarray]:
+                    seed: int = 0, prefix: str = "user", disjoint: bool = False) -> dict[str, np.ndarray]:
     """User id -> indices into `ds` of the patches that user sends, in order (no patch twice per user).
 
     Each user picks a patient (group); with probability `neighbour_prob` the next patch is the nearest
     unsent patch to the last one on the slide (when coordinates are known), else a random unsent patch.
+    `disjoint`: no patch is sent by two users (for scope="global", where users are compared with each other).
     """
     rng = np.random.default_rng(seed)
     groups = ds.groups if ds.groups is not None else np.zeros(len(ds), dtype=int)
@@ -91,8 +92,16 @@ def benign_sessions(ds: Dataset, n_users: int, queries_per_user: int, *, neighbo
     if not names:
         raise InputError(f"no patient has {queries_per_user} patches; lower queries_per_user.")
     sessions = {}
+    shared = {g: list(np.flatnonzero(groups == g)) for g in names}
     for u in range(n_users):
-        pool = list(np.flatnonzero(groups == names[rng.integers(len(names))]))
+        if disjoint:
+            left = [g for g in names if len(shared[g]) >= queries_per_user]
+            if not left:
+                raise InputError(f"only {len(sessions)} users can get {queries_per_user} patches no other user "
+                                 "sends; lower n_users or queries_per_user.")
+            pool = shared[left[rng.integers(len(left))]]
+        else:
+            pool = list(shared[names[rng.integers(len(names))]])
         sent = [pool.pop(rng.integers(len(pool)))]
         while len(sent) < queries_per_user:
             if pos is not None and rng.random() < neighbour_prob:
@@ -151,6 +160,16 @@ def _pick_images(rng: np.random.Generator, correct: np.ndarray, y: np.ndarray, n
     return np.array(picked[:n])
 
 
+def _targets(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Per image, the label of the next image of the batch with another label (so a start image exists)."""
+    out = (y + 1) % n_classes
+    for i in range(len(y)):
+        other = [y[(i + j) % len(y)] for j in range(1, len(y)) if y[(i + j) % len(y)] != y[i]]
+        if other:
+            out[i] = other[0]
+    return out
+
+
 def _send_benign(defended, ds, events, begin, end, flagged, bar) -> int:
     for user, i in events[begin:end]:
         flagged[user] += int(query(defended, ds.x[i:i + 1], user)["alarm"][0])
@@ -166,7 +185,7 @@ def _run_attack_processes(defended, classifier, ds, spec, idx, k, seed) -> dict[
     x, y = ds.x[idx], ds.y[idx]
     # Decision-based attacks run targeted at the next class: their untargeted start (uniform noise) often
     # finds no adversarial start at all on a 2-class model; targeted, they start from a batch image.
-    target = (y + 1) % int(classifier.output_shape[-1]) if spec.get("targeted") else None
+    target = _targets(y, int(classifier.output_shape[-1])) if spec.get("targeted") else None
     error = None
     try:
         res = generate(model, x, y, spec["name"], eps=spec.get("eps"), backend=spec.get("backend"),
@@ -177,6 +196,7 @@ def _run_attack_processes(defended, classifier, ds, spec, idx, k, seed) -> dict[
         # is adversarial); the attacker then holds no adversarial example for the whole batch.
         error, final, seen = f"{type(exc).__name__}: {exc}"[:200], x, 0.0
     stats = model.get_layer("as_user").process_stats()
+    ran = stats["queries"] > 0  # a batch the attack refused to start sent nothing: no process to detect
     detected = stats["alarms"] > 0
     pred = predict_labels(classifier, final)
     true_success = pred != y if target is None else pred == target
@@ -186,8 +206,8 @@ def _run_attack_processes(defended, classifier, ds, spec, idx, k, seed) -> dict[
     budget = spec.get("l2_budget", 8 / 255 * np.sqrt(size.shape[1]))
     within = (np.abs(size).max(1) <= spec["eps"] + 1e-6) if spec.get("eps") else np.linalg.norm(size, axis=1) <= budget
     first = stats["first_alarm"][detected]
-    return {"attack": label, "processes": len(idx), "detected": int(detected.sum()),
-            "detection_rate": float(detected.mean()),
+    return {"attack": label, "processes": int(ran.sum()), "detected": int(detected.sum()),
+            "detection_rate": float(detected[ran].mean()) if ran.any() else None,
             "median_queries_to_first_alarm": float(np.median(first)) if len(first) else None,
             "median_queries": float(np.median(stats["queries"])),
             "success_true": float((true_success & within).mean()), "success_any_size": float(true_success.mean()),
@@ -201,16 +221,17 @@ def evaluate_prediction_similarity(classifier: tf.keras.Model, calibration: Data
                                    layer: dict | None = None, target_fpr: float = 0.01, n_benign: int = 20,
                                    queries_per_user: int = 8, n_calibration_users: int | None = None,
                                    attacks: list[dict] | None = None, processes: int = 4,
-                                   actions: tuple[str, ...] = ("flag", "flip"), seed: int = 0,
-                                   progress: bool = True) -> dict[str, Any]:
+                                   actions: tuple[str, ...] = ("flag", "flip"), disjoint_users: bool = False,
+                                   seed: int = 0, progress: bool = True) -> dict[str, Any]:
     """Calibrate the threshold on benign sessions of `calibration` (other patients), then simulate traffic
-    on `evaluation` once per action (flag = the answer unchanged, flip = alarmed queries answered falsely)."""
+    on `evaluation` once per action (flag = the answer unchanged, flip = alarmed queries answered falsely).
+    `disjoint_users`: no two benign users send the same patch (use it with scope="global")."""
     layer = dict(layer or {})
     layer.setdefault("n_slots", 1024)
     attacks = DEFAULT_ATTACKS if attacks is None else attacks
     calib_sessions = benign_sessions(calibration, n_calibration_users or n_benign, queries_per_user,
-                                     seed=seed + 1, prefix="calibration")
-    sessions = benign_sessions(evaluation, n_benign, queries_per_user, seed=seed)
+                                     seed=seed + 1, prefix="calibration", disjoint=disjoint_users)
+    sessions = benign_sessions(evaluation, n_benign, queries_per_user, seed=seed, disjoint=disjoint_users)
     out: dict[str, Any] = {"layer": layer, "target_fpr": target_fpr, "seed": seed, "runs": {}}
     for action in actions:
         defended = build_defended_model(classifier, action=action, **layer)
