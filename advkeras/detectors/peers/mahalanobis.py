@@ -1,0 +1,101 @@
+"""Mahalanobis detector (Lee, Lee, Lee & Shin, NeurIPS 2018), without input pre-processing:
+class-conditional Gaussians with a shared covariance per layer, fitted on clean features; each
+layer's score is the distance to the closest class mean; a logistic regression combines layers."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+from sklearn.base import BaseEstimator
+from sklearn.linear_model import LogisticRegression
+
+from advkeras.errors import InputError
+from advkeras.evaluation.detection import threshold_at_fpr
+from advkeras.models import activation_model, check_images, get_parts
+
+
+def default_layers(model: tf.keras.Model) -> list[str]:
+    """The cnn's feature vector and every hidden dense layer of the dnn."""
+    _, dnn = get_parts(model)
+    hidden = [f"dnn/{layer.name}" for layer in dnn.layers
+              if isinstance(layer, tf.keras.layers.Dense) and layer.name != dnn.layers[-1].name]
+    return ["cnn"] + hidden
+
+
+def _pool(a: np.ndarray) -> np.ndarray:
+    return a.mean(axis=(1, 2)) if a.ndim == 4 else a.reshape(len(a), -1)
+
+
+class MahalanobisDetector(BaseEstimator):
+    """Learned: ``means_`` and ``precisions_`` per layer, ``combiner_`` (logistic regression on the
+    per-layer scores, fitted when adversarial examples are given), ``threshold_`` at `fpr`."""
+
+    def __init__(self, model: tf.keras.Model, *, layers: Sequence[str] | None = None, fpr: float = 0.05,
+                 shrinkage: float = 1e-3, batch_size: int = 256):
+        self.model = model
+        self.layers = layers
+        self.fpr = fpr
+        self.shrinkage = shrinkage
+        self.batch_size = batch_size
+
+    def _features(self, x: np.ndarray) -> list[np.ndarray]:
+        x = check_images(x, self.model, name="images")
+        outs = [[] for _ in self.layers_]
+        for i in range(0, len(x), self.batch_size):
+            acts = self._extractor(x[i:i + self.batch_size], training=False)
+            acts = acts if isinstance(acts, (list, tuple)) else [acts]
+            for k, a in enumerate(acts):
+                outs[k].append(_pool(a.numpy()).astype(np.float64))
+        return [np.concatenate(o) for o in outs]
+
+    def _layer_scores(self, x: np.ndarray) -> np.ndarray:
+        cols = []
+        for f, means, prec in zip(self._features(x), self.means_, self.precisions_):
+            d = f[:, None, :] - means[None]                   # N x C x d
+            cols.append(np.einsum("ncd,de,nce->nc", d, prec, d).min(1))
+        return np.stack(cols, 1)
+
+    def fit(self, X_clean: np.ndarray, y_clean: np.ndarray, X_adv: np.ndarray | None = None
+            ) -> "MahalanobisDetector":
+        """Class statistics from clean images and their labels; with `X_adv`, also the layer weights."""
+        self.layers_ = list(self.layers) if self.layers is not None else default_layers(self.model)
+        self._extractor = activation_model(self.model, self.layers_)
+        y_clean = np.asarray(y_clean, dtype=np.int64)
+        if len(y_clean) != len(X_clean):
+            raise InputError(f"{len(X_clean)} clean images but {len(y_clean)} labels.")
+        classes = np.unique(y_clean)
+        self.means_, self.precisions_ = [], []
+        for f in self._features(X_clean):
+            means = np.stack([f[y_clean == c].mean(0) for c in classes])
+            centred = f - means[np.searchsorted(classes, y_clean)]
+            cov = centred.T @ centred / len(f)
+            cov += self.shrinkage * np.trace(cov) / len(cov) * np.eye(len(cov))  # few samples, many units
+            self.means_.append(means)
+            self.precisions_.append(np.linalg.pinv(cov))
+        clean = self._layer_scores(X_clean)
+        if X_adv is not None and len(X_adv):
+            adv = self._layer_scores(X_adv)
+            self.combiner_ = LogisticRegression(max_iter=1000).fit(np.r_[clean, adv],
+                                                                  np.r_[np.zeros(len(clean)), np.ones(len(adv))])
+        else:
+            self.combiner_ = None
+        self.threshold_ = threshold_at_fpr(self._combine(clean), self.fpr)
+        return self
+
+    def _combine(self, s: np.ndarray) -> np.ndarray:
+        return s[:, -1] if self.combiner_ is None else self.combiner_.decision_function(s)
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        if not hasattr(self, "means_"):
+            raise InputError("call fit(clean_images, labels) first.")
+        return self._combine(self._layer_scores(X))
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return (self.decision_function(X) > self.threshold_).astype(np.int64)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_extractor", None)
+        state["model"] = None
+        return state
