@@ -108,7 +108,7 @@ class FeatureResponseDetector:
             respond = response_function(self.model, self.method)
             window, stride = int(self.window), self.stride
 
-            @tf.function(input_signature=respond.input_signature)
+            @tf.function(input_signature=respond.input_signature, autograph=False)  # no Python control flow
             def score(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
                 response, logits = respond(x)
                 return mean_local_entropy(response, window, stride), logits

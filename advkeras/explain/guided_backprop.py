@@ -96,7 +96,7 @@ def response_function(model: tf.keras.Model, method: str = "guided_backprop") ->
     """
     gmodel = guided_model(model, method)
 
-    @tf.function(input_signature=[tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)])
+    @tf.function(input_signature=[tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)], autograph=False)
     def response(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         with tf.GradientTape() as tape:
             tape.watch(x)
