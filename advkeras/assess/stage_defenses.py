@@ -63,7 +63,10 @@ def stage_defenses(ctx: RunContext) -> None:
     ctx.defended.update(models)  # later stages (activation graphs) compare these with the original
     ev = ctx.eval_set()
     ev = ev.subset(slice(0, min(len(ev), int(cfg["max_eval"]))))
-    steps = {a: {"steps": int(cfg["attack_steps"])} for a in ("bim", "pgd")}
+    n = int(cfg["attack_steps"])
+    # Steps of 2.5 eps / n (Madry et al.) let BIM/PGD cross the eps ball for any n; foolbox's PGD
+    # default step (eps / 30) assumes 40 steps and barely leaves the random start with 10.
+    steps = {a: {"steps": n, "rel_stepsize": 2.5 / n} for a in ("bim", "pgd")}
     adv = initial_adversarials(ctx.model, ev.x, ev.y, cfg["attacks"], eps=cfg["eps"], seed=ctx.seed,
                                attack_params=steps, progress=False)
     recovered = recovery_rates(models, adv)
