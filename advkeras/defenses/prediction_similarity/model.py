@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from advkeras.defenses.prediction_similarity.layer import PredictionSimilarity
+from advkeras.defenses.prediction_similarity.layer import OUTPUT_KEYS, PredictionSimilarity
 from advkeras.errors import InputError, ModelError
 from advkeras.models.checks import check_images, check_logits
 
@@ -39,12 +39,17 @@ def similarity_layer(defended: tf.keras.Model) -> PredictionSimilarity:
                      "build_defended_model(classifier).")
 
 
+def image_shape(defended: tf.keras.Model) -> tuple[int, ...]:
+    """H x W x C of the defended model's image input (read from its input layer, not its call history)."""
+    return tuple(defended.get_layer("image").output.shape[1:])
+
+
 def serving_function(defended: tf.keras.Model, keys: tuple[str, ...] = SERVING_KEYS) -> tf.types.experimental.GenericFunction:
     """A `tf.function` (image float32 NxHxWxC, user_id string N) -> dict of `keys`, for SavedModel export:
 
     `tf.saved_model.save(defended, path, signatures={"serving_default": serving_function(defended)})`.
     """
-    shape = [None, *defended.input["image"].shape[1:]]
+    shape = [None, *image_shape(defended)]
 
     @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32, name="image"),
                                   tf.TensorSpec([None], tf.string, name="user_id")])
@@ -66,7 +71,7 @@ def query(defended: tf.keras.Model, x: np.ndarray, user_id: str | list[str] | np
         raise InputError(f"user_id must be one string or one per image; got {ids.shape} for {len(x)} images.")
     fn = getattr(defended, "_advkeras_query", None)
     if fn is None:
-        fn = serving_function(defended, tuple(defended.output))
+        fn = serving_function(defended, OUTPUT_KEYS)
         defended._advkeras_query = fn  # noqa: SLF001  (a cache, not tracked state)
     out = fn(tf.constant(x), tf.constant(ids.astype(str)))
     return {k: v.numpy() for k, v in out.items()}
@@ -130,7 +135,7 @@ def as_user(defended: tf.keras.Model, user_id: str | list[str], *, rotate_ids: b
     ids = [user_id] if isinstance(user_id, str) else list(user_id)
     if not ids:
         raise InputError("give at least one user id.")
-    image = tf.keras.Input(defended.input["image"].shape[1:])
+    image = tf.keras.Input(image_shape(defended))
     sent = image if transform is None else transform(image)
     out = _AsUsers(defended, ids, rotate_ids, name="as_user")(sent)
     return tf.keras.Model(image, out, name="as_" + re.sub(r"[^A-Za-z0-9_.-]", "_", ids[0]))
