@@ -63,3 +63,15 @@ def mnist_encoder_defense(mnist_model, mnist_splits, mnist_middle_ae):
     train, val, _ = mnist_splits
     return encoder_defense(mnist_model, train.subset(np.arange(600)), val.subset(np.arange(150)),
                            middle=mnist_middle_ae, epochs=30, seed=0)
+
+
+@pytest.fixture(scope="session")
+def mnist_innvestigate_worker(mnist_model, tmp_path_factory):
+    """One iNNvestigate worker for `mnist_model`, started from a saved .keras file and shared by the
+    tests (starting a worker costs seconds); closed at the end of the session."""
+    from advkeras.explain.innvestigate_worker import InnvestigateWorker
+
+    path = tmp_path_factory.mktemp("innvestigate") / "lenet.keras"
+    mnist_model.save(path)
+    with InnvestigateWorker(path, batch_size=4) as worker:
+        yield worker

@@ -5,7 +5,6 @@ import tensorflow as tf
 
 from advkeras.errors import InputError, ModelError
 from advkeras.explain.guided_backprop import guided_backprop, guided_model, response_function
-from advkeras.explain.innvestigate_worker import InnvestigateWorker
 
 
 @pytest.fixture(scope="module")
@@ -14,10 +13,9 @@ def digits(mnist_splits):
 
 
 @pytest.fixture(scope="module")
-def innvestigate_maps(mnist_model, digits):
-    """iNNvestigate's guided backprop and deconvnet of the same digits, from one worker."""
-    with InnvestigateWorker(mnist_model) as worker:
-        return {m: worker.analyze(digits, m) for m in ("guided_backprop", "deconvnet")}
+def innvestigate_maps(mnist_innvestigate_worker, digits):
+    """iNNvestigate's guided backprop and deconvnet of the same digits, from the session's worker."""
+    return {m: mnist_innvestigate_worker.analyze(digits, m) for m in ("guided_backprop", "deconvnet")}
 
 
 @pytest.mark.parametrize("method", ["guided_backprop", "deconvnet"])
