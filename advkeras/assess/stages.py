@@ -10,6 +10,7 @@ from advkeras.assess.stage_defenses import stage_defenses
 from advkeras.assess.stage_activation_graphs import stage_activation_graphs
 from advkeras.assess.stage_feature_response import stage_feature_response
 from advkeras.assess.stage_prediction_similarity import stage_prediction_similarity
+from advkeras.assess.stage_relevant_neurons import stage_relevant_neurons
 from advkeras.attacks import generate
 from advkeras.attacks.plot import plot_adversarial_grid
 from advkeras.report.html import eps_label
@@ -68,4 +69,4 @@ def stage_attacks(ctx: RunContext) -> None:
 
 
 STAGES = [stage_data, stage_model, stage_attacks, stage_defenses, stage_feature_response, stage_activation_graphs,
-          stage_prediction_similarity]
+          stage_prediction_similarity, stage_relevant_neurons]

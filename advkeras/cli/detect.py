@@ -19,7 +19,14 @@ def _feature_response() -> tuple[str, Callable]:
     return "feature_response", stage_feature_response
 
 
-DETECTORS: dict[str, Callable[[], tuple[str, Callable]]] = {"feature-response": _feature_response}
+def _relevant_neurons() -> tuple[str, Callable]:
+    from advkeras.assess.stage_relevant_neurons import stage_relevant_neurons
+
+    return "relevant_neurons", stage_relevant_neurons
+
+
+DETECTORS: dict[str, Callable[[], tuple[str, Callable]]] = {"feature-response": _feature_response,
+                                                            "relevant-neurons": _relevant_neurons}
 
 
 @click.command("detect")
@@ -34,9 +41,16 @@ DETECTORS: dict[str, Callable[[], tuple[str, Callable]]] = {"feature-response": 
 @click.option("--max-eval", type=int, default=200, show_default=True, help="Held-out images attacked.")
 @click.option("--epochs", type=int, default=None, help="Training epochs when no --model is given.")
 @click.option("--window", type=int, default=None, help="feature-response: local-entropy window in pixels.")
+@click.option("--mu", type=float, default=None, help="relevant-neurons: L1 budget per class [default: 10].")
+@click.option("--neuron-set", type=click.Choice(["clean", "adv", "shared", "sym_diff", "all"]), default=None,
+              help="relevant-neurons: which relevant set feeds the forest [default: shared].")
+@click.option("--with-label/--without-label", default=None,
+              help="relevant-neurons: zero neurons not relevant to the predicted class [default: with].")
+@click.option("--n-estimators", type=int, default=None, help="relevant-neurons: trees [default: 200].")
 @common_options("runs/detect")
 def detect(detector: str, data: str | None, model: str | None, attacks: tuple[str, ...], eps: float,
-           max_eval: int, epochs: int | None, window: int | None, seed: int, out: str, force: bool) -> None:
+           max_eval: int, epochs: int | None, window: int | None, mu: float | None, neuron_set: str | None,
+           with_label: bool | None, n_estimators: int | None, seed: int, out: str, force: bool) -> None:
     """Attack held-out images, fit DETECTOR on clean validation images, write OUT/metrics.json and figures."""
     from advkeras.assess import load_config
     from advkeras.assess.context import RunContext
@@ -51,6 +65,8 @@ def detect(detector: str, data: str | None, model: str | None, attacks: tuple[st
     cfg["attacks"] = [{"name": a, "eps": [eps] if get_attack(a).eps_required else [None]} for a in attacks]
     if window is not None:
         cfg[section] = {**(cfg.get(section) or {}), "window": window}
+    extra = {"mu": mu, "neuron_set": neuron_set, "with_label": with_label, "n_estimators": n_estimators}
+    cfg[section] = {**(cfg.get(section) or {}), **{k: v for k, v in extra.items() if v is not None}}
     ctx = RunContext(cfg, prepare_out_dir(out, force=force, confirm=confirm_overwrite), seed)
     for step in (stage_data, stage_model, stage_attacks, stage):
         step(ctx)

@@ -8,6 +8,7 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 from sklearn.base import BaseEstimator
+from sklearn.covariance import LedoitWolf
 from sklearn.linear_model import LogisticRegression
 
 from advkeras.errors import InputError
@@ -32,11 +33,10 @@ class MahalanobisDetector(BaseEstimator):
     per-layer scores, fitted when adversarial examples are given), ``threshold_`` at `fpr`."""
 
     def __init__(self, model: tf.keras.Model, *, layers: Sequence[str] | None = None, fpr: float = 0.05,
-                 shrinkage: float = 1e-3, batch_size: int = 256):
+                 batch_size: int = 256):
         self.model = model
         self.layers = layers
         self.fpr = fpr
-        self.shrinkage = shrinkage
         self.batch_size = batch_size
 
     def _features(self, x: np.ndarray) -> list[np.ndarray]:
@@ -56,23 +56,30 @@ class MahalanobisDetector(BaseEstimator):
             cols.append(np.einsum("ncd,de,nce->nc", d, prec, d).min(1))
         return np.stack(cols, 1)
 
-    def fit(self, X_clean: np.ndarray, y_clean: np.ndarray, X_adv: np.ndarray | None = None
-            ) -> "MahalanobisDetector":
-        """Class statistics from clean images and their labels; with `X_adv`, also the layer weights."""
+    def fit(self, X_clean: np.ndarray, y_clean: np.ndarray, X_adv: np.ndarray | None = None, *,
+            X_stats: np.ndarray | None = None, y_stats: np.ndarray | None = None) -> "MahalanobisDetector":
+        """Class means and shared covariance from (X_stats, y_stats) -- the classifier's training
+        images, as in Lee et al. -- or from the clean images; with `X_adv`, the layer weights too.
+
+        Statistics taken from the same clean images the threshold is set on make those images look
+        closer than unseen ones, so pass X_stats when you have it."""
         self.layers_ = list(self.layers) if self.layers is not None else default_layers(self.model)
         self._extractor = activation_model(self.model, self.layers_)
         y_clean = np.asarray(y_clean, dtype=np.int64)
         if len(y_clean) != len(X_clean):
             raise InputError(f"{len(X_clean)} clean images but {len(y_clean)} labels.")
-        classes = np.unique(y_clean)
+        if X_stats is None:
+            X_stats, y_stats = X_clean, y_clean
+        y_stats = np.asarray(y_stats, dtype=np.int64)
+        classes = np.unique(y_stats)
         self.means_, self.precisions_ = [], []
-        for f in self._features(X_clean):
-            means = np.stack([f[y_clean == c].mean(0) for c in classes])
-            centred = f - means[np.searchsorted(classes, y_clean)]
-            cov = centred.T @ centred / len(f)
-            cov += self.shrinkage * np.trace(cov) / len(cov) * np.eye(len(cov))  # few samples, many units
+        for f in self._features(X_stats):
+            means = np.stack([f[y_stats == c].mean(0) for c in classes])
+            centred = f - means[np.searchsorted(classes, y_stats)]
+            # Ledoit-Wolf shrinkage: far fewer images than units in a layer would make the plain
+            # covariance singular and its inverse meaningless.
             self.means_.append(means)
-            self.precisions_.append(np.linalg.pinv(cov))
+            self.precisions_.append(LedoitWolf(assume_centered=True).fit(centred).precision_)
         clean = self._layer_scores(X_clean)
         if X_adv is not None and len(X_adv):
             adv = self._layer_scores(X_adv)

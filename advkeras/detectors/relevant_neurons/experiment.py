@@ -105,8 +105,10 @@ def relevant_neuron_rows(descriptors: NeuronDescriptors, fit: DetectionSet, test
 
 
 def peer_rows(model: tf.keras.Model, fit: DetectionSet, tests: dict[str, DetectionSet],
-              peers: Iterable[str] = ("feature-squeezing", "mahalanobis")) -> list[dict]:
-    """Feature Squeezing (clean-only calibration) and Mahalanobis (fitted on the same `fit` set)."""
+              peers: Iterable[str] = ("feature-squeezing", "mahalanobis"),
+              stats: Dataset | None = None) -> list[dict]:
+    """Feature Squeezing (clean-only calibration) and Mahalanobis (class statistics from `stats`, the
+    classifier's training images when given; layer weights and threshold from the `fit` set)."""
     from advkeras.detectors.peers import FeatureSqueezing, MahalanobisDetector
 
     rows = []
@@ -115,7 +117,9 @@ def peer_rows(model: tf.keras.Model, fit: DetectionSet, tests: dict[str, Detecti
             det: Any = FeatureSqueezing(model).fit(fit.clean)
             calib = det.decision_function(fit.clean)
         elif peer == "mahalanobis":
-            det = MahalanobisDetector(model).fit(fit.clean, fit.labels, fit.adv)
+            det = MahalanobisDetector(model).fit(fit.clean, fit.labels, fit.adv,
+                                                 X_stats=None if stats is None else stats.x,
+                                                 y_stats=None if stats is None else stats.y)
             calib = det.decision_function(fit.clean)
         else:
             raise DataError(f"unknown peer {peer!r}; choose feature-squeezing or mahalanobis.")

@@ -78,6 +78,18 @@ def _gap(f: np.ndarray, LR: np.ndarray, XR: np.ndarray, mu: np.ndarray, positive
     return np.maximum(2.0 * (f + LR + mu * support), 0.0)
 
 
+def _solve(K: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    # LU is several times faster than the SVD behind lstsq; fall back to it for singular blocks
+    # (dead or duplicated neurons). The caller keeps the result only if the objective drops.
+    try:
+        sol = np.linalg.solve(K, rhs)
+        if np.all(np.isfinite(sol)):
+            return sol
+    except np.linalg.LinAlgError:
+        pass
+    return np.linalg.lstsq(K, rhs, rcond=None)[0]
+
+
 def _polish(prob: _Problem, w: np.ndarray, j: int, mu: float, rounds: int = 8) -> np.ndarray | None:
     """Exact minimiser on the support and signs of `w` with the L1 constraint active (the KKT system
     of an equality-constrained least squares), or None. This is SPGL1's subspace-minimisation idea:
@@ -93,9 +105,9 @@ def _polish(prob: _Problem, w: np.ndarray, j: int, mu: float, rounds: int = 8) -
         K = np.zeros((k + 1, k + 1))
         K[:k, :k] = prob.gram_block(S)
         K[:k, k] = K[k, :k] = s
-        sol = np.linalg.lstsq(K, np.r_[prob.B[S, j], mu], rcond=None)[0]
+        sol = _solve(K, np.r_[prob.B[S, j], mu])
         if sol[k] < 0:  # negative multiplier: the L1 constraint is not active; plain least squares
-            ls = np.linalg.lstsq(K[:k, :k], prob.B[S, j], rcond=None)[0]
+            ls = _solve(K[:k, :k], prob.B[S, j])
             if np.abs(ls).sum() > mu:
                 return None
             out = np.zeros_like(w)

@@ -1,0 +1,80 @@
+"""Assessment stage: the relevant-neuron detector (mu-Lasso neuron sets + random forest).
+
+For every attack of the run the same attack is made on clean validation images (the detector's
+fitting set); the detector is fitted there and tested on the run's held-out clean images and their
+successful adversarials, which it has never seen.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from advkeras.assess.context import RunContext
+from advkeras.assess.stage_feature_response import detector_rows
+from advkeras.detectors.relevant_neurons import NeuronDescriptors, RelevantNeuronDetector, RelevantNeuronSets
+from advkeras.detectors.relevant_neurons.experiment import AttackSpec, attack_part
+from advkeras.detectors.relevant_neurons.views import plot_centroid_kde
+from advkeras.errors import DataError
+from advkeras.evaluation.detection import binary_detection_metrics, detection_metrics
+
+log = logging.getLogger(__name__)
+DEFAULTS = {"enabled": True, "mu": 10, "neuron_set": "shared", "with_label": True, "n_estimators": 200,
+            "max_fit": 200, "figure": True}
+
+
+def stage_relevant_neurons(ctx: RunContext) -> None:
+    """Fit on attacked validation images, test on the run's held-out adversarials; one row per attack."""
+    cfg = {**DEFAULTS, **(ctx.config.get("relevant_neurons") or {})}
+    if not cfg["enabled"] or not ctx.adversarials:
+        return
+    start = time.perf_counter()
+    nd = NeuronDescriptors(ctx.model, append_prediction=True).fit()
+    fit_part = ctx.val.subset(slice(0, int(cfg["max_fit"])))
+    n_classes = int(ctx.model.output_shape[-1])
+    results, rows = {}, []
+    for key, res in ctx.adversarials.items():
+        ok = res.pred_clean == res.y
+        adv = res.clipped[ok & res.success]
+        if len(adv) < 2:
+            log.info("relevant neurons: %s has %d successful adversarials; not scored", key, len(adv))
+            continue
+        spec = AttackSpec(res.attack, res.eps, res.target is not None, res.backend, dict(res.params))
+        try:
+            fit = attack_part(ctx.model, fit_part, spec, ctx.seed)
+        except DataError as exc:
+            log.info("relevant neurons: %s", exc)
+            continue
+        fc, fa = nd.transform(fit.clean), nd.transform(fit.adv)
+        sets = RelevantNeuronSets(cfg["mu"], n_classes=n_classes).fit(fc[:, :-1], fc[:, -1].astype(int),
+                                                                      fa[:, :-1], fa[:, -1].astype(int))
+        det = RelevantNeuronDetector(neuron_set=cfg["neuron_set"], use_label=bool(cfg["with_label"]),
+                                     n_estimators=int(cfg["n_estimators"]), sets=sets, random_state=ctx.seed)
+        det.fit(np.r_[fc, fa], np.r_[np.zeros(len(fc)), np.ones(len(fa))])
+        tc, ta = nd.transform(res.x[ok]), nd.transform(adv)
+        m = detection_metrics(det.decision_function(tc), det.decision_function(ta),
+                              calibration_scores=det.oob_clean_scores_)
+        vote = binary_detection_metrics(det.predict(tc).astype(bool), det.predict(ta).astype(bool))
+        summary = sets.summary()
+        results[key] = {"n_fit": [len(fc), len(fa)], "forest_vote": vote, "n_features": int(len(det.columns_)),
+                        "neuron_sets": {k: {f: v[f] for f in ("mean_per_class", "pct_per_class", "union")}
+                                        for k, v in summary["sets"].items()},
+                        "solver": summary["solver"], **m}
+        rows.append(detector_rows(f"relevant neurons (mu={cfg['mu']:g}, {cfg['neuron_set']})", key, m))
+        if cfg["figure"] and not any(f.startswith("relevant_neurons/") for f in ctx.figures):
+            tag = key.replace("@", "_eps").replace(".", "p")
+            means = plot_centroid_kde(fc[:, :-1], fc[:, -1].astype(int), tc[:, :-1], tc[:, -1].astype(int),
+                                    ta[:, :-1], ta[:, -1].astype(int), sets.mask("clean"),
+                                    ctx.figure_path("relevant_neurons", f"kde_{tag}.png"), seed=ctx.seed,
+                                    title=f"{key}: distance to the predicted class's centroid")
+            ctx.add_figure("relevant_neurons", f"kde_{tag}", ctx.figure_path("relevant_neurons", f"kde_{tag}.png"),
+                           f"Distances to class centroids over all, relevant (mu={cfg['mu']:g}) and random "
+                           f"neurons, held-out clean vs {key}; mean over relevant neurons "
+                           f"{means['relevant neurons']['clean_mean']:.3f} clean vs "
+                           f"{means['relevant neurons']['adv_mean']:.3f} adversarial")
+        log.info("relevant neurons on %s: AUC %.3f, detection at 5%% FPR %.3f", key, m["auc"],
+                 m["at_fpr"]["0.05"]["tpr"])
+    ctx.metrics["relevant_neurons"] = {"settings": cfg, "layers": nd.layers_, "n_neurons": nd.n_neurons_,
+                                       "attacks": results, "seconds": time.perf_counter() - start}
+    ctx.metrics.setdefault("detector_summary", []).extend(rows)

@@ -1,0 +1,134 @@
+"""Reproduce the relevant-neuron detection tables (Granda, Tuytelaars & Oramas, 2020) on MNIST (LeNet)
+and IDC (vgg_mini), with Feature Squeezing and Mahalanobis on the same adversarial sets.
+
+For each attack (FGSM, JSMA, CW-L2; JSMA and CW targeted at (y + 1) mod C) the correctly classified
+images of two disjoint parts are attacked: detectors are fitted on the first part (MNIST: validation
+digits; IDC: validation patients) and tested on the second, unseen part (MNIST: test digits; IDC:
+test patients). Relevant-neuron rows cover mu in {10, 20, 100}, four neuron sets, with and without
+the predicted label. A cross-attack block fits on FGSM and tests on the other attacks.
+
+    python scripts/relevant_neurons_table.py --data mnist --seed 0
+    python scripts/relevant_neurons_table.py --data idc --seed 0
+write docs/results/relevant_neurons_<data>.json and figures under docs/results/figures/relevant_neurons/.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from advkeras.data import load_sample, split_by_group, split_random  # noqa: E402
+from advkeras.detectors.relevant_neurons import NeuronDescriptors, RelevantNeuronSets  # noqa: E402
+from advkeras.detectors.relevant_neurons.experiment import (AttackSpec, attack_part, peer_rows,  # noqa: E402
+                                                            relevant_neuron_rows)
+from advkeras.detectors.relevant_neurons.views import plot_centroid_kde, plot_gradcam_pairs  # noqa: E402
+from advkeras.explain.gradcam import gradcam_neurons  # noqa: E402
+from advkeras.models import build_classifier, evaluate_classifier, train_classifier  # noqa: E402
+from advkeras.runs import write_json  # noqa: E402
+
+ATTACKS = {"mnist": [AttackSpec("fgsm", 0.2), AttackSpec("jsma", targeted=True),
+                     AttackSpec("cw", targeted=True)],
+           "idc": [AttackSpec("fgsm", 4 / 255), AttackSpec("jsma", targeted=True, params={"gamma": 0.05}),
+                   AttackSpec("cw", targeted=True)]}
+FIGURES = Path("docs/results/figures/relevant_neurons")
+
+
+def model_and_parts(data: str, seed: int, n_fit: int, n_test: int, epochs: int):
+    ds = load_sample(data)
+    train, val, test = (split_random if data == "mnist" else split_by_group)(ds, seed=seed)
+    model = build_classifier("lenet" if data == "mnist" else "vgg_mini", ds.input_shape, ds.n_classes, seed=seed)
+    train_classifier(model, train, val, epochs=epochs, augment=data == "idc", seed=seed)
+    rng = np.random.default_rng(seed)
+    pick = lambda part, n: part.subset(np.sort(rng.permutation(len(part))[:n]))  # noqa: E731
+    return model, evaluate_classifier(model, test), pick(val, n_fit), pick(test, n_test), pick(train, 3000)
+
+
+def figures(data: str, model, nd: NeuronDescriptors, fit, test, seed: int) -> dict:
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    fc, fa = nd.transform(fit.clean), nd.transform(fit.adv)
+    tc, ta = nd.transform(test.clean), nd.transform(test.adv)
+    sets = RelevantNeuronSets(10, n_classes=int(model.output_shape[-1])).fit(
+        fc[:, :-1], fc[:, -1].astype(int), fa[:, :-1], fa[:, -1].astype(int))
+    kde = plot_centroid_kde(fc[:, :-1], fc[:, -1].astype(int), tc[:, :-1], tc[:, -1].astype(int), ta[:, :-1],
+                            ta[:, -1].astype(int), sets.mask("clean"), FIGURES / f"{data}_fgsm_kde.png",
+                            seed=seed, title=f"{data}: distance to class centroid, FGSM, mu=10")
+    # GradCAM of the strongest relevant neuron of each image's clean class and of its whole set.
+    n = min(4, len(test.adv))
+    res = test.result
+    ok = np.flatnonzero((res.pred_clean == res.y) & res.success)[:n]
+    xc, xa, cls = res.x[ok], res.clipped[ok], res.pred_clean[ok]
+    names = nd.neuron_names_
+    single_c, single_a, set_c, set_a, captions = [], [], [], [], []
+    for i in range(n):
+        w = sets.W_clean_[:, cls[i]]
+        top = names[int(np.argmax(np.abs(w)))]
+        members = names[sets.mask("clean")[cls[i]]].tolist()
+        single_c.append(gradcam_neurons(model, xc[i:i + 1], top)[0])
+        single_a.append(gradcam_neurons(model, xa[i:i + 1], top)[0])
+        set_c.append(gradcam_neurons(model, xc[i:i + 1], members)[0])
+        set_a.append(gradcam_neurons(model, xa[i:i + 1], members)[0])
+        captions.append(f"class {cls[i]} -> {res.pred_adv[ok[i]]}; top {top}")
+    plot_gradcam_pairs(xc, xa, {"top neuron": (np.stack(single_c), np.stack(single_a)),
+                                "relevant set": (np.stack(set_c), np.stack(set_a))},
+                       FIGURES / f"{data}_fgsm_gradcam.png", captions=captions)
+    return {"kde": str(FIGURES / f"{data}_fgsm_kde.png"), "kde_means": kde,
+            "gradcam": str(FIGURES / f"{data}_fgsm_gradcam.png")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", choices=["mnist", "idc"], required=True)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--n-fit", type=int, default=300, help="images attacked for fitting the detectors")
+    ap.add_argument("--n-test", type=int, default=300, help="unseen images attacked for testing")
+    ap.add_argument("--epochs", type=int, default=None, help="classifier epochs (default: mnist 4, idc 10)")
+    ap.add_argument("--mus", default="10,20,100")
+    ap.add_argument("--sets", default="clean,adv,shared,sym_diff")
+    ap.add_argument("--attacks", default="fgsm,jsma,cw")
+    ap.add_argument("--n-estimators", type=int, default=1000)
+    ap.add_argument("--n-jobs", type=int, default=2)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    start = time.perf_counter()
+    epochs = args.epochs or (4 if args.data == "mnist" else 10)
+    model, clf, fit_part, test_part, stats = model_and_parts(args.data, args.seed, args.n_fit, args.n_test, epochs)
+    print(f"{args.data}: held-out accuracy {clf['accuracy']:.3f}")
+    specs = [s for s in ATTACKS[args.data] if s.name in args.attacks.split(",")]
+    fits, tests, attack_info = {}, {}, {}
+    for spec in specs:
+        fits[spec.name] = attack_part(model, fit_part, spec, args.seed)
+        tests[spec.name] = attack_part(model, test_part, spec, args.seed + 1)
+        attack_info[spec.name] = {"spec": spec.__dict__, "fit": fits[spec.name].result.summary(),
+                                  "test": tests[spec.name].result.summary(),
+                                  "n_fit": [len(fits[spec.name].clean), len(fits[spec.name].adv)],
+                                  "n_test": [len(tests[spec.name].clean), len(tests[spec.name].adv)]}
+        print(spec.label, attack_info[spec.name]["n_fit"], attack_info[spec.name]["n_test"])
+    nd = NeuronDescriptors(model, append_prediction=True).fit()
+    mus = [float(m) for m in args.mus.split(",")]
+    rows, summaries = [], {}
+    for name in fits:
+        # Detectors fitted on FGSM are also tested on the other attacks (cross-attack rows).
+        tests_for = {name: tests[name]} if name != "fgsm" else tests
+        r, s = relevant_neuron_rows(nd, fits[name], tests_for, mus=mus, neuron_sets=args.sets.split(","),
+                                    n_estimators=args.n_estimators, seed=args.seed, n_jobs=args.n_jobs)
+        rows += [{**row, "train": name} for row in r]
+        summaries[name] = s
+        rows += [{**row, "train": name} for row in peer_rows(model, fits[name], tests_for, stats=stats)]
+        print(f"{name}: {len(rows)} rows, {time.perf_counter() - start:.0f} s")
+    views = figures(args.data, model, nd, fits["fgsm"], tests["fgsm"], args.seed) if "fgsm" in fits else {}
+    out = Path(args.out or f"docs/results/relevant_neurons_{args.data}.json")
+    write_json(out, {"command": f"python scripts/relevant_neurons_table.py --data {args.data} --seed {args.seed}"
+                                f" --n-fit {args.n_fit} --n-test {args.n_test} --n-estimators {args.n_estimators}",
+                     "seed": args.seed, "classifier": clf, "layers": nd.layers_, "n_neurons": nd.n_neurons_,
+                     "attacks": attack_info, "neuron_sets": summaries, "rows": rows, "figures": views,
+                     "seconds": time.perf_counter() - start})
+    print(f"wrote {out} in {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
