@@ -85,7 +85,8 @@ def run_dataset(name: str, args, fig_dir: Path) -> dict:
         n = args.n_slow if slow else args.n
         t0 = time.perf_counter()
         res = generate(model, test.x[:n], test.y[:n], attack, eps=eps, seed=args.seed, progress=False, **params)
-        row = {"attack": attack, "backend": res.backend, "eps": eps, "params": params, "n": n, "success_rate": res.success_rate,
+        row = {"attack": attack, "backend": res.backend, "eps": eps, "params": params, "n": n,
+               "success_rate": res.success_rate,
                "success_rate_on_correct": res.success_rate_on_correct, "n_adv": int(res.success.sum()),
                "median_l2_success": res.summary()["median_l2_success"], "attack_seconds": time.perf_counter() - t0}
         adv = res.clipped[res.success]
@@ -98,10 +99,9 @@ def run_dataset(name: str, args, fig_dir: Path) -> dict:
             plot_feature_responses(dets["higher"], res.x[idx], res.clipped[idx], fig_dir / f"{name}_{attack}.png",
                                    title=f"{name}, {attack}: original vs adversarial, feature response, local entropy")
         rows.append(row)
-        h = row.get("higher", {})
-        print(f"{name} {attack}: success {res.success_rate:.3f} ({row['n_adv']}/{n}), AUC {h.get('auc', float('nan')):.3f}, "
-              f"TPR@1/5/10 {h.get('tpr_at_0.01', float('nan')):.3f}/{h.get('tpr_at_0.05', float('nan')):.3f}/"
-              f"{h.get('tpr_at_0.1', float('nan')):.3f}", flush=True)
+        h = {k: float("nan") for k in ("auc", "tpr_at_0.01", "tpr_at_0.05", "tpr_at_0.1")} | row.get("higher", {})
+        print(f"{name} {attack}: success {res.success_rate:.3f} ({row['n_adv']}/{n}), AUC {h['auc']:.3f}, "
+              f"TPR@1/5/10 {h['tpr_at_0.01']:.3f}/{h['tpr_at_0.05']:.3f}/{h['tpr_at_0.1']:.3f}", flush=True)
     return {"model": model.name, "held_out_accuracy": acc, "n_calibration": len(calib), "n_clean": len(clean_x),
             "thresholds": {f"{k:g}": v for k, v in dets["higher"].thresholds_.items()},
             "agreement_native_vs_innvestigate": agreement(model, test.x[:32]), "attacks": rows,
