@@ -242,3 +242,20 @@ def test_bad_arguments_raise_clear_errors(classifier):
         PredictionSimilarity(metric="ssim", representation="spectrum")
     with pytest.raises(InputError, match="one per image"):
         query(_defended(classifier), np.zeros((2, 50, 50, 3), np.float32), ["a", "b", "c"])
+
+
+def test_spectrum_representation_ignores_shifts_and_noise(classifier, patches):
+    from advkeras.defenses.prediction_similarity.metrics import spectrum
+
+    x, other = patches[:1], patches[20:21]
+    rng = np.random.default_rng(0)
+    moved = np.clip(np.roll(x, (2, -2), axis=(1, 2)) + rng.uniform(-16 / 255, 16 / 255, x.shape), 0, 1)
+    s = [spectrum(thumbnail(v.astype(np.float32), 16), 13).numpy() for v in (x, moved, other)]
+    d_moved, d_other = float(mse(s[0], s[1])), float(mse(s[0], s[2]))
+    assert d_moved < d_other / 5
+    t = [thumbnail(v.astype(np.float32), 16).numpy() for v in (x, moved)]
+    assert float(mse(t[0], t[1])) > 10 * THRESHOLD  # the shifted copy dodges the plain thumbnail ...
+    model = _defended(classifier, representation="spectrum", threshold=np.sqrt(d_moved * d_other))
+    query(model, x, "eve")
+    assert query(model, moved.astype(np.float32), "eve")["alarm"][0]  # ... but not the spectrum
+    assert not query(model, other, "eve")["alarm"][0]
