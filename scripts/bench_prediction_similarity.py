@@ -8,7 +8,8 @@ Measures, in one run and on the same classifier (vgg_mini, IDC 50x50x3):
 - peer: an exhaustive search of every stored thumbnail in numpy (the unbounded design: compare each query
   with all stored queries), timed alone, since it is what the ring buffers replace;
 - limit: the compiled forward+backward of the bare classifier (one gradient query of an attack).
-Added latency per query = layer time / batch (and, for reference, (defended - bare) / batch). Writes docs/benchmarks/prediction_similarity.json.
+Added latency per query = layer time / batch (and, for reference, (defended - bare) / batch).
+Writes docs/benchmarks/prediction_similarity.json.
 
     .venv/bin/python scripts/bench_prediction_similarity.py --seed 0
 """
@@ -113,7 +114,8 @@ def main() -> None:
             row["peer_ms_per_query"] = t_peer["median_ms"] / b
             rows.append(row)
             print(f"stored={n:>6} batch={b:>2}  bare {t_bare['median_ms']:.2f} ms  defended user "
-                  f"{row['defended_user_ms']['median_ms']:.2f} ms  added/query user {row['added_ms_per_query_user']:.3f}"
+                  f"{row['defended_user_ms']['median_ms']:.2f} ms  added/query user "
+                  f"{row['added_ms_per_query_user']:.3f}"
                   f" global {row['added_ms_per_query_global']:.3f}  peer/query {row['peer_ms_per_query']:.3f} ms")
     growth = {}
     for b in BATCHES:

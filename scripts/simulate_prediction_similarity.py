@@ -21,7 +21,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from advkeras.data import load_sample, split_by_group  # noqa: E402
 from advkeras.evaluation.traffic import evaluate_prediction_similarity  # noqa: E402
-from advkeras.models import build_classifier, evaluate_classifier, load_model, save_model, train_classifier  # noqa: E402
+from advkeras.models import (build_classifier, evaluate_classifier, load_model, save_model,  # noqa: E402
+                             train_classifier)
 from advkeras.runs import prepare_out_dir, write_json  # noqa: E402
 
 EPS = 8 / 255
@@ -94,7 +95,8 @@ def tables(r: dict) -> str:
              "attacker sees, flip on |", "|---|---|---|---|---|---|---|---|---|"]
     for a, b in zip(flag["attacks"], flip["attacks"]):
         lines.append(f"| {a['attack']} | {a['processes']} | {_pct(a['detection_rate'])} | "
-                     f"{a['median_queries_to_first_alarm']} | {a['median_queries']:.0f} | {_pct(b['detection_rate'])} | "
+                     f"{a['median_queries_to_first_alarm']} | {a['median_queries']:.0f} | "
+                     f"{_pct(b['detection_rate'])} | "
                      f"{_pct(a['success_true'])} | {_pct(b['success_true'])} | {_pct(b['success_seen_by_attacker'])} |")
     s = m["summary"]["flag"]
     lines += ["", f"All attack processes (flip off): {s['detected']}/{s['processes']} detected "

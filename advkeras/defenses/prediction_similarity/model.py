@@ -44,7 +44,8 @@ def image_shape(defended: tf.keras.Model) -> tuple[int, ...]:
     return tuple(defended.get_layer("image").output.shape[1:])
 
 
-def serving_function(defended: tf.keras.Model, keys: tuple[str, ...] = SERVING_KEYS) -> tf.types.experimental.GenericFunction:
+def serving_function(defended: tf.keras.Model,
+                     keys: tuple[str, ...] = SERVING_KEYS) -> tf.types.experimental.GenericFunction:
     """A `tf.function` (image float32 NxHxWxC, user_id string N) -> dict of `keys`, for SavedModel export:
 
     `tf.saved_model.save(defended, path, signatures={"serving_default": serving_function(defended)})`.
