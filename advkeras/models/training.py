@@ -34,8 +34,20 @@ def _augment(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return tf.clip_by_value(x, 0.0, 1.0), y
 
 
-def make_pipeline(ds: Dataset, *, batch_size: int, shuffle: bool, augment: bool, seed: int) -> tf.data.Dataset:
-    """tf.data pipeline over an in-memory Dataset."""
+def balanced_weights(y: np.ndarray) -> np.ndarray:
+    """Per-sample weights that give every class the same total weight (mean weight 1)."""
+    counts = np.bincount(y)
+    present = counts > 0
+    per_class = np.where(present, len(y) / (present.sum() * np.maximum(counts, 1)), 0.0)
+    return per_class[y].astype(np.float32)
+
+
+def make_pipeline(ds: Dataset, *, batch_size: int, shuffle: bool, augment: bool, seed: int,
+                  balanced: bool = False) -> tf.data.Dataset:
+    """tf.data pipeline over an in-memory Dataset; `balanced` adds class-balancing sample weights."""
+    if balanced:
+        pipe = tf.data.Dataset.from_tensor_slices((ds.x, ds.y, balanced_weights(ds.y)))
+        return pipe.batch(batch_size).prefetch(tf.data.AUTOTUNE)
     pipe = tf.data.Dataset.from_tensor_slices((ds.x, ds.y))
     if shuffle:
         pipe = pipe.shuffle(len(ds), seed=seed, reshuffle_each_iteration=True)
@@ -74,7 +86,9 @@ def train_classifier(model: tf.keras.Model, train: Dataset, val: Dataset | None 
     callbacks: list[tf.keras.callbacks.Callback] = [_TqdmEpochs(epochs)]
     val_pipe = None
     if val is not None and len(val):
-        val_pipe = make_pipeline(val, batch_size=batch_size, shuffle=False, augment=False, seed=seed)
+        # Validation patients are few and often one-class (IDC): weigh classes equally so early stopping
+        # does not pick the epoch that best fits the majority class of two patients.
+        val_pipe = make_pipeline(val, batch_size=batch_size, shuffle=False, augment=False, seed=seed, balanced=True)
         callbacks.append(tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
                                                           restore_best_weights=True))
     hist = model.fit(make_pipeline(train, batch_size=batch_size, shuffle=True, augment=augment, seed=seed),
