@@ -9,11 +9,14 @@ the predicted label. A cross-attack block fits on FGSM and tests on the other at
 
     python scripts/relevant_neurons_table.py --data mnist --seed 0
     python scripts/relevant_neurons_table.py --data idc --seed 0
-write docs/results/relevant_neurons_<data>.json and figures under docs/results/figures/relevant_neurons/.
+write docs/results/relevant_neurons_<data>.json and figures under docs/results/figures/relevant_neurons/;
+    python scripts/relevant_neurons_table.py --render docs/results/relevant_neurons_mnist.json ...
+prints the Markdown tables of docs/results/relevant_neurons.md from those JSON files.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from pathlib import Path
@@ -80,9 +83,70 @@ def figures(data: str, model, nd: NeuronDescriptors, fit, test, seed: int) -> di
             "gradcam": str(FIGURES / f"{data}_fgsm_gradcam.png")}
 
 
+def _cell(r: dict) -> str:
+    return f"{r['accuracy']:.3f} / {r['tpr']:.3f} / {r['fpr']:.3f} / {r['auc']:.3f} / {r['tpr_at_5fpr']:.3f}"
+
+
+def render(path: str) -> str:
+    """Markdown tables (same-attack, cross-attack, neuron-set sizes) from one result JSON."""
+    d = json.loads(Path(path).read_text())
+    attacks = list(d["attacks"])
+    rows = d["rows"]
+    out = [f"Command: `{d['command']}` (seed {d['seed']}); classifier held-out accuracy "
+           f"{d['classifier']['accuracy']:.3f}; {d['n_neurons']} neurons in {len(d['layers'])} layers.", "",
+           "| attack | fit: clean / adv | test: clean / adv | attack success (test) |", "|---|---|---|---|"]
+    for a, info in d["attacks"].items():
+        out.append(f"| {a} | {info['n_fit'][0]} / {info['n_fit'][1]} | {info['n_test'][0]} / {info['n_test'][1]} | "
+                   f"{info['test']['success_rate_on_correct']:.3f} |")
+    out += ["", "Each cell: accuracy / TPR / FPR (forest majority vote or the peer's 5 % threshold) / AUC / "
+            "TPR at 5 % FPR (threshold from out-of-bag or fitting-set clean scores).", "",
+            "| detector | mu | set | label | " + " | ".join(attacks) + " |", "|---" * (4 + len(attacks)) + "|"]
+    same = [r for r in rows if r["train"] == r["test"]]
+    keys = []
+    for r in same:
+        k = (r["detector"], r.get("mu"), r.get("neuron_set"), r.get("with_label"))
+        if k not in keys:
+            keys.append(k)
+    for k in keys:
+        cells = []
+        for a in attacks:
+            hit = [r for r in same if r["test"] == a and (r["detector"], r.get("mu"), r.get("neuron_set"),
+                                                          r.get("with_label")) == k]
+            cells.append(_cell(hit[0]) if hit else "-")
+        label = "" if k[3] is None else ("with" if k[3] else "without")
+        mu = "" if k[1] is None else f"{k[1]:g}"
+        out.append(f"| {k[0]} | {mu} | {k[2] or ''} | {label} | " + " | ".join(cells) + " |")
+    cross = [r for r in rows if r["train"] == "fgsm" and r["test"] != "fgsm"]
+    if cross:
+        tests = sorted({r["test"] for r in cross})
+        out += ["", "Cross-attack: fitted on FGSM only, tested on unseen images of the other attacks.", "",
+                "| detector | mu | set | label | " + " | ".join(f"FGSM -> {t}" for t in tests) + " |",
+                "|---" * (4 + len(tests)) + "|"]
+        for k in keys:
+            cells = []
+            for t in tests:
+                hit = [r for r in cross if r["test"] == t and (r["detector"], r.get("mu"), r.get("neuron_set"),
+                                                               r.get("with_label")) == k]
+                cells.append(_cell(hit[0]) if hit else "-")
+            if any(c != "-" for c in cells):
+                label = "" if k[3] is None else ("with" if k[3] else "without")
+                mu = "" if k[1] is None else f"{k[1]:g}"
+                out.append(f"| {k[0]} | {mu} | {k[2] or ''} | {label} | " + " | ".join(cells) + " |")
+    out += ["", "Neurons selected per class (mean over classes, and % of all neurons), per attack and mu:", "",
+            "| attack | mu | clean | adv | shared | sym_diff | solver converged (clean / adv) |", "|---|---|---|---|---|---|---|"]
+    for a, per_mu in d["neuron_sets"].items():
+        for mu, s in per_mu.items():
+            cells = [f"{s['sets'][n]['mean_per_class']:.1f} ({s['sets'][n]['pct_per_class']:.1f} %)"
+                     for n in ("clean", "adv", "shared", "sym_diff")]
+            conv = f"{s['solver']['clean']['converged']} / {s['solver']['adv']['converged']}"
+            out.append(f"| {a} | {mu} | " + " | ".join(cells) + f" | {conv} |")
+    return "\n".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", choices=["mnist", "idc"], required=True)
+    ap.add_argument("--render", nargs="+", default=None, help="print Markdown tables from result JSON files")
+    ap.add_argument("--data", choices=["mnist", "idc"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n-fit", type=int, default=300, help="images attacked for fitting the detectors")
     ap.add_argument("--n-test", type=int, default=300, help="unseen images attacked for testing")
@@ -94,6 +158,11 @@ def main() -> None:
     ap.add_argument("--n-jobs", type=int, default=2)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    if args.render:
+        print("\n\n".join(render(p) for p in args.render))
+        return
+    if not args.data:
+        ap.error("--data is required (or --render)")
     start = time.perf_counter()
     epochs = args.epochs or (4 if args.data == "mnist" else 10)
     model, clf, fit_part, test_part, stats = model_and_parts(args.data, args.seed, args.n_fit, args.n_test, epochs)
