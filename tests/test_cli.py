@@ -26,7 +26,10 @@ def test_assess_writes_metrics_and_refuses_to_overwrite(tmp_path, monkeypatch):
     out = tmp_path / "run"
     cfg = tmp_path / "c.yaml"
     cfg.write_text("data: mnist\ntrain: {epochs: 1, batch_size: 128, learning_rate: 0.002}\nmax_eval: 64\n"
-                   "attacks:\n  - {name: fgsm, backend: native, eps: [0.05, 0.2]}\n")
+                   "attacks:\n  - {name: fgsm, backend: native, eps: [0.05, 0.2]}\n"
+                   + "".join(f"{stage}: {{enabled: false}}\n" for stage in
+                             ("defenses", "feature_response", "prediction_similarity", "relevant_neurons",
+                              "activation_graphs")))
     runner = CliRunner()
     result = runner.invoke(main, ["assess", "--config", str(cfg), "--out", str(out)])
     assert result.exit_code == 0, result.output

@@ -13,7 +13,7 @@ from advkeras.assess.stage_prediction_similarity import stage_prediction_similar
 from advkeras.assess.stage_relevant_neurons import stage_relevant_neurons
 from advkeras.attacks import generate
 from advkeras.attacks.plot import plot_adversarial_grid
-from advkeras.report.html import eps_label
+from advkeras.evaluation.risk import eps_label
 from advkeras.data import load_dataset
 from advkeras.models import evaluate_classifier, load_model, save_model, split_dataset, train_classifier
 from advkeras.models.zoo import build_classifier
@@ -68,5 +68,5 @@ def stage_attacks(ctx: RunContext) -> None:
     ctx.metrics["attacks"] = rows
 
 
-STAGES = [stage_data, stage_model, stage_attacks, stage_defenses, stage_feature_response, stage_activation_graphs,
-          stage_prediction_similarity, stage_relevant_neurons]
+STAGES = [stage_data, stage_model, stage_attacks, stage_defenses, stage_prediction_similarity, stage_feature_response,
+          stage_relevant_neurons, stage_activation_graphs]

@@ -13,6 +13,14 @@ from typing import Any
 SMALL_EPS = 4 / 255 + 1e-6  # perturbations at or below 4/255 are invisible on 8-bit images
 
 
+def eps_label(eps: float | None) -> str:
+    """A budget as users think of it: in 8-bit grey levels (8/255), one decimal when not whole."""
+    if eps is None:
+        return "unbounded"
+    levels = eps * 255
+    return f"{levels:.0f}/255" if abs(levels - round(levels)) < 0.05 else f"{levels:.1f}/255"
+
+
 def _level(value: float, high: float, medium: float, higher_is_riskier: bool = True) -> str:
     v = value if higher_is_riskier else -value
     h, m = (high, medium) if higher_is_riskier else (-high, -medium)
@@ -30,7 +38,7 @@ def evasion_risks(attacks: list[dict]) -> list[dict]:
             sorted(rows, key=lambda r: r["eps"] if r["eps"] is not None else 1.0)[:1]
         worst = max(small, key=lambda r: r["success_rate_on_correct"] or 0)
         rate = worst["success_rate_on_correct"] or 0.0
-        eps = "unbounded" if worst["eps"] is None else f"eps {worst['eps'] * 255:.0f}/255"
+        eps = "unbounded" if worst["eps"] is None else f"eps {eps_label(worst['eps'])}"
         out.append({"threat": f"evasion by {name.upper()}", "level": _level(rate, 0.5, 0.2),
                     "reason": f"{rate:.0%} of correctly classified held-out images flipped at {eps}."})
     return out
@@ -45,8 +53,8 @@ def defense_risk(defenses: list[dict]) -> list[dict]:
     cost = best.get("clean_accuracy_drop") or 0.0
     level = "low" if best["recovered"] >= 0.8 and cost <= 0.03 else "medium" if best["recovered"] >= 0.5 else "high"
     return [{"threat": "evasion after the best defense", "level": level,
-             "reason": f"{best['defense']} makes {best['recovered']:.0%} of known adversarials harmless at a "
-                       f"clean-accuracy cost of {cost * 100:.1f} points."}]
+             "reason": f"{best['defense']} makes {best['recovered']:.0%} of known adversarials harmless; clean "
+                       f"accuracy {'drops by' if cost >= 0 else 'rises by'} {abs(cost) * 100:.1f} points."}]
 
 
 def detection_risk(detectors: list[dict]) -> list[dict]:

@@ -6,7 +6,7 @@ import html
 from pathlib import Path
 from typing import Any, Iterable
 
-from advkeras.evaluation.risk import risk_summary
+from advkeras.evaluation.risk import eps_label, risk_summary
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222;
@@ -66,14 +66,6 @@ def _section(out: Path, metrics: dict, figures: dict, key: str, title: str, body
     if not body and not figs:
         return ""
     return f'<section id="{key}"><h2>{_esc(title)}</h2>{body}{figs}</section>'
-
-
-def eps_label(eps: float | None) -> str:
-    """A budget as users think of it: in 8-bit grey levels (8/255), one decimal when not whole."""
-    if eps is None:
-        return "unbounded"
-    levels = eps * 255
-    return f"{levels:.0f}/255" if abs(levels - round(levels)) < 0.05 else f"{levels:.1f}/255"
 
 
 def _model_body(m: dict) -> str:

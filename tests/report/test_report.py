@@ -11,8 +11,9 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 def test_report_is_self_contained_and_has_its_sections(tiny_run):
     page = (tiny_run.out / "report.html").read_text()
-    for section in ("Risk summary", "Model", "Attacks"):
-        assert f"<h2>{section}</h2>" in page
+    for section in ("Risk summary", "Model", "Attacks", "Defenses", "Detectors", "Feature responses",
+                    "Relevant neurons", "Prediction similarity (attack processes)", "Activation graphs"):
+        assert f"<h2>{section}</h2>" in page, section
     srcs = re.findall(r'src="([^"]+)"', page)
     assert len(srcs) == len(tiny_run.figures) >= 1
     assert all(s.startswith("data:image/png;base64,") for s in srcs)
@@ -60,12 +61,14 @@ def test_report_renders_in_headless_chromium(tiny_run):
     try:
         browser.get((tiny_run.out / "report.html").resolve().as_uri())
         headings = [h.text for h in browser.find_elements("tag name", "h2")]
-        assert {"Risk summary", "Model", "Attacks"} <= set(headings)
+        assert {"Risk summary", "Model", "Attacks", "Defenses", "Detectors", "Activation graphs"} <= set(headings)
         images = browser.find_elements("tag name", "img")
         assert images and all(browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth",
                                                      img) > 0 for img in images)
         rows = browser.find_elements("css selector", "table.risks tbody tr")
         assert len(rows) >= 1 and rows[0].find_element("css selector", ".lvl").text in {"high", "medium", "low"}
+        height = browser.execute_script("return document.documentElement.scrollHeight")
+        browser.set_window_size(1280, min(int(height) + 40, 12000))  # the whole page in one screenshot
         ARTIFACTS.mkdir(exist_ok=True)
         assert browser.save_screenshot(str(ARTIFACTS / "report.png"))
     finally:
