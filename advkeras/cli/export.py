@@ -19,9 +19,11 @@ from advkeras.cli.options import common_options
               help="Share of benign users allowed to raise an alarm (calibration target).")
 @click.option("--encoder", "encoder_path", type=click.Path(dir_okay=False), default=None,
               help="A .keras encoder-defense model: adds the encoder_disagreement output.")
+@click.option("--feature-response", is_flag=True,
+              help="Add the native feature-response entropy score (guided backprop) as an output.")
 @common_options("saved_models")
 def export(model_path: str, name: str, data: str, metric: str, action: str, target_fpr: float,
-           encoder_path: str | None, seed: int, out: str, force: bool) -> None:
+           encoder_path: str | None, feature_response: bool, seed: int, out: str, force: bool) -> None:
     """Write OUT/<name>/<n+1>/ (a new version every time; existing versions are never touched)."""
     from advkeras.models import load_model, split_dataset
     from advkeras.data import load_dataset
@@ -30,8 +32,9 @@ def export(model_path: str, name: str, data: str, metric: str, action: str, targ
     classifier = load_model(model_path)
     encoder = load_model(encoder_path) if encoder_path else None
     _, val, _ = split_dataset(load_dataset(data), seed)
-    path, meta = export_classifier(classifier, val, out, name, encoder_model=encoder, target_fpr=target_fpr,
-                                   seed=seed, metric=metric, action=action)
+    path, meta = export_classifier(classifier, val, out, name, encoder_model=encoder,
+                                   feature_response=feature_response, target_fpr=target_fpr, seed=seed,
+                                   metric=metric, action=action)
     click.echo(f"threshold {meta['calibration']['threshold']:.5g} ({metric}), calibrated on "
                f"{meta['calibration']['n_users']} benign users")
     click.echo(f"exported {path}")

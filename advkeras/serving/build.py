@@ -25,13 +25,23 @@ def calibrated_defended_model(classifier: tf.keras.Model, benign: Dataset, *, ta
 
 
 def export_classifier(classifier: tf.keras.Model, benign: Dataset, base: str | Path, name: str, *,
-                      encoder_model: tf.keras.Model | None = None, target_fpr: float = 0.01, seed: int = 0,
-                      **layer_kwargs: Any) -> tuple[Path, dict]:
-    """Calibrate prediction similarity on `benign`, then export a new SavedModel version."""
+                      encoder_model: tf.keras.Model | None = None, feature_response: bool = False,
+                      target_fpr: float = 0.01, seed: int = 0, **layer_kwargs: Any) -> tuple[Path, dict]:
+    """Calibrate prediction similarity on `benign`, then export a new SavedModel version. With
+    `feature_response`, the native guided-backprop entropy is served as `feature_response_entropy`, and
+    its thresholds at 1/5/10 % false positives (from `benign`) go into the export's metadata."""
     defended, calibration = calibrated_defended_model(classifier, benign, target_fpr=target_fpr, seed=seed,
                                                       **layer_kwargs)
-    meta = {"calibration": calibration, "similarity": similarity_config(defended)}
-    path = export_saved_model(defended, base, name, encoder_model=encoder_model, metadata=meta)
+    meta: dict[str, Any] = {"calibration": calibration, "similarity": similarity_config(defended)}
+    detectors = {}
+    if feature_response:
+        from advkeras.detectors.feature_response import FeatureResponseDetector
+
+        det = FeatureResponseDetector(classifier).fit(benign.x[:300])
+        detectors["feature_response_entropy"] = det.entropy_function()
+        meta["feature_response"] = {"window": det.window, "direction": det.direction,
+                                    "thresholds": {str(k): float(v) for k, v in det.thresholds_.items()}}
+    path = export_saved_model(defended, base, name, encoder_model=encoder_model, detectors=detectors, metadata=meta)
     return path, meta
 
 

@@ -1,7 +1,7 @@
 """The serving module: classifier + prediction similarity (+ optional detectors) behind one signature."""
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Callable, Mapping
 
 import tensorflow as tf
 
@@ -16,15 +16,16 @@ CORE_OUTPUTS = ("probabilities", "label", "alarm", "adversarial_probability", "m
 class ServingModule(tf.Module):
     """What `tf.saved_model.save` writes: the model, the similarity state and the `serving_default` function.
 
-    `detectors` maps an output name to a Keras model image -> per-image score (N,) computed on the
-    request's images (e.g. the native feature-response entropy). `encoder_model` (image -> logits, the
+    `detectors` maps an output name to a Keras model or a `tf.function` image -> per-image score (N,)
+    (or a tuple whose first element is that score), computed on the request's images, e.g.
+    `FeatureResponseDetector(model).fit(x).entropy_function()` for the native feature-response entropy. `encoder_model` (image -> logits, the
     encoder defense) adds `encoder_disagreement`: True when its class differs from the classifier's own
     (taken before any `flip`, so the flag reflects the model, not the similarity answer).
     """
 
     def __init__(self, classifier: tf.keras.Model, similarity: PredictionSimilarity, *,
                  encoder_model: tf.keras.Model | None = None,
-                 detectors: Mapping[str, tf.keras.Model] | None = None):
+                 detectors: Mapping[str, Callable] | None = None):
         super().__init__(name="advkeras_serving")
         check_logits(classifier)
         self.classifier = classifier
@@ -66,7 +67,10 @@ class ServingModule(tf.Module):
             result["encoder_disagreement"] = tf.not_equal(tf.argmax(self.encoder_model(image, training=False),
                                                                     axis=1), own)
         for name, det in self.detectors.items():
-            result[name] = tf.reshape(det(image, training=False), [-1])
+            score = det(image, training=False) if isinstance(det, tf.keras.Model) else det(image)
+            if isinstance(score, (tuple, list)):  # e.g. FeatureResponseDetector.entropy_function: (score, logits)
+                score = score[0]
+            result[name] = tf.reshape(score, [-1])
         return result
 
 

@@ -114,3 +114,22 @@ def test_history_backup_round_trip(exported, tmp_path):
     assert bool(out["alarm"].numpy()[0])  # the restored history recognises the repeat
 
 
+
+
+def test_export_with_encoder_disagreement_and_feature_response(tmp_path, mnist_splits):
+    from advkeras.detectors.feature_response import FeatureResponseDetector
+    from advkeras.serving.build import export_classifier
+
+    clf = build_classifier("lenet", (28, 28, 1), 10, seed=0)
+    encoder = build_classifier("lenet", (28, 28, 1), 10, seed=1)  # stands in for the encoder defense's model
+    benign = mnist_splits[1].subset(np.arange(120))
+    path, meta = export_classifier(clf, benign, tmp_path, "full", encoder_model=encoder, feature_response=True,
+                                   seed=0)
+    assert meta["calibration"]["n_users"] > 0 and set(meta["feature_response"]["thresholds"]) >= {"0.05"}
+    serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+    x = mnist_splits[2].x[:16]
+    out = serve(image=tf.constant(x), user_id=tf.constant([f"u{i}" for i in range(16)]))
+    expected = clf(x).numpy().argmax(1) != encoder(x).numpy().argmax(1)
+    assert out["encoder_disagreement"].numpy().tolist() == expected.tolist() and expected.any()
+    entropy = FeatureResponseDetector(clf).entropy(x)
+    np.testing.assert_allclose(out["feature_response_entropy"].numpy(), entropy, rtol=1e-4, atol=1e-4)
