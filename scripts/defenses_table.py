@@ -1,6 +1,6 @@
 """Reproduce the defense paper's Table 1 and the new-adversarial evaluation on the embedded IDC sample.
 
-    python scripts/defenses_table.py                        # vgg_mini, seeds 0 1 2 (what docs/results/defenses.md shows)
+    python scripts/defenses_table.py                        # vgg_mini, seeds 0 1 2 (docs/results/defenses.md)
     python scripts/defenses_table.py --backbone vgg16 ...   # see scripts/defenses_vgg16.py
 
 Steps: patient-wise split (seed 0); the original classifier is trained once (seed 0); for each seed,

@@ -12,8 +12,6 @@ import logging
 import time
 from typing import Any
 
-import numpy as np
-
 from advkeras.assess.context import RunContext
 from advkeras.defenses.build import build_defense
 from advkeras.detectors.encoder_disagreement import EncoderDisagreementDetector

@@ -54,8 +54,8 @@ def adversarial_retraining(model: tf.keras.Model, train: Dataset, val: Dataset |
     clone = clone_classifier(model, copy_weights=not from_scratch, name=f"{model.name}_adv_trained")
     result = train_classifier(clone, augmented, val, epochs=epochs, batch_size=batch_size,
                               learning_rate=learning_rate, patience=patience, augment=augment, seed=seed)
-    info = {"form": "retraining", "attacks": added, "share": share, "eps": eps, "backend": backend, "from_scratch": from_scratch,
-            "n_train": len(augmented), "epochs_run": len(result.history["loss"])}
+    info = {"form": "retraining", "attacks": added, "share": share, "eps": eps, "backend": backend,
+            "from_scratch": from_scratch, "n_train": len(augmented), "epochs_run": len(result.history["loss"])}
     return DefenseResult("adversarial-training", clone, info, result.history)
 
 
