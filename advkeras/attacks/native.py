@@ -50,19 +50,23 @@ class NativeLinfIterative(Attack):
             p = self.params
 
             @tf.function(reduce_retracing=True)
-            def attack(x, classes, sign, eps, noise):
-                # The random start comes in as a tensor so one trace serves every batch and seed.
-                x_start = tf.clip_by_value(x + noise * eps, 0.0, 1.0) if p["random_start"] else x
+            def attack(x, classes, sign, eps, seed):
+                # The seed comes in as a tensor so one trace serves every batch and seed; the random
+                # start is drawn in the graph, sparing a numpy round trip of a batch-sized array.
+                if p["random_start"]:
+                    noise = tf.random.stateless_uniform(tf.shape(x), seed, -1.0, 1.0)
+                    x_start = tf.clip_by_value(x + noise * eps, 0.0, 1.0)
+                else:
+                    x_start = x
                 return _signed_steps(model, x, x_start, classes, sign, eps, p["steps"], p["rel_stepsize"] * eps)
 
             self._compiled = {key: attack}  # keep one model's graph at a time: models are large
         return self._compiled[key]
 
     def run_batch(self, model, x, y, eps, target, seed):
-        noise = np.random.default_rng(seed).uniform(-1, 1, x.shape).astype(np.float32)
         classes, sign = (y, 1.0) if target is None else (target, -1.0)
         out = self._function(model)(tf.constant(x), tf.constant(classes), tf.constant(sign),
-                                    tf.constant(eps, tf.float32), tf.constant(noise)).numpy()
+                                    tf.constant(eps, tf.float32), tf.constant([seed, 0], tf.int64)).numpy()
         return out, out, None
 
 
