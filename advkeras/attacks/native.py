@@ -32,6 +32,9 @@ def linf_pgd(model: tf.keras.Model, x: tf.Tensor, y: tf.Tensor, eps: float | tf.
     return tf.stop_gradient(x_adv)
 
 
+_TRACES: list = []  # [model, {(class, params): compiled attack}]: one model's graphs at a time (they are large)
+
+
 class NativeLinfIterative(Attack):
     """Shared body of the native FGSM/BIM/PGD: one compiled function per model, reused across batches."""
 
@@ -42,12 +45,16 @@ class NativeLinfIterative(Attack):
                  random_start: bool | None = None):
         given = {"rel_stepsize": rel_stepsize, "steps": steps, "random_start": random_start}
         super().__init__(**{k: self.defaults[k] if v is None else v for k, v in given.items()})
-        self._compiled: dict[int, tf.types.experimental.GenericFunction] = {}
 
     def _function(self, model: tf.keras.Model):
-        key = id(model)
-        if key not in self._compiled:
-            p = self.params
+        # Shared across instances: generate() builds a new attack object per call, and tracing a
+        # many-step graph costs far more than running it, so reuse the trace for the same model
+        # and parameters (eps and the seed are tensor arguments).
+        key = (type(self).__name__, tuple(sorted(self.params.items())))
+        if not _TRACES or _TRACES[0] is not model:
+            _TRACES[:] = [model, {}]
+        if key not in _TRACES[1]:
+            p = dict(self.params)
 
             @tf.function(reduce_retracing=True)
             def attack(x, classes, sign, eps, seed):
@@ -60,8 +67,8 @@ class NativeLinfIterative(Attack):
                     x_start = x
                 return _signed_steps(model, x, x_start, classes, sign, eps, p["steps"], p["rel_stepsize"] * eps)
 
-            self._compiled = {key: attack}  # keep one model's graph at a time: models are large
-        return self._compiled[key]
+            _TRACES[1][key] = attack
+        return _TRACES[1][key]
 
     def run_batch(self, model, x, y, eps, target, seed):
         classes, sign = (y, 1.0) if target is None else (target, -1.0)
