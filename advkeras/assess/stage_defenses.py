@@ -24,10 +24,10 @@ from advkeras.models import save_model
 log = logging.getLogger(__name__)
 DEFAULTS: dict[str, Any] = {
     "enabled": True, "names": ["adversarial-training", "middle-ae", "encoder", "initial-ae"],
-    "eps": 4 / 255, "attacks": ["fgsm", "bim", "pgd"], "attack_steps": 10, "max_eval": 160,
-    "params": {"adversarial-training": {"attacks": ["fgsm"], "epochs": 2}, "middle-ae": {"epochs": 20},
-               "encoder": {"epochs": 30}, "initial-ae": {"epochs": 4}},
-    "new_attack": "fgsm", "eps_grid": [e / 255 for e in (1, 2, 3, 4, 6, 8, 12, 16)], "save_models": True,
+    "eps": 4 / 255, "attacks": ["fgsm", "bim", "pgd"], "attack_steps": 5, "max_eval": 96,
+    "params": {"adversarial-training": {"attacks": ["fgsm"], "epochs": 1}, "middle-ae": {"epochs": 15},
+               "encoder": {"epochs": 20}, "initial-ae": {"epochs": 3}},
+    "new_attack": "fgsm", "eps_grid": [e / 255 for e in (1, 2, 4, 8, 16)], "save_models": True,
 }
 
 
