@@ -243,7 +243,8 @@ def render(r: dict) -> str:
         lines += ["", f"native / limit = **{ra['native_over_limit']:.3f}** (target <= 1.15); "
                       f"foolbox / native = **{ra['foolbox_over_native']:.2f}**; ART / native = "
                       f"**{ra['art_over_native']:.2f}**. One forward+backward of the batch: "
-                      f"{t['fwd_bwd_seconds'] * 1e3:.0f} ms (median). First calls (tracing): "
+                      f"{t['fwd_bwd_seconds'] * 1e3:.0f} ms (median). Timings vary by up to 3x between repetitions on "
+                      "this shared machine (all repetitions are in the JSON). First calls (tracing + one run): "
                       + ", ".join(f"{k} {v:.1f}s" for k, v in t["first_call_seconds"].items()) + ".", ""]
     if "success" in r:
         rows = r["success"]
@@ -272,9 +273,13 @@ def render(r: dict) -> str:
             l2 = "-" if x["median_l2_success"] is None else f"{x['median_l2_success']:.2f}"
             q = "-" if x["mean_queries"] is None else f"{x['mean_queries']:.0f}"
             params = ", ".join(f"{k}={v}" for k, v in x["params"].items())
-            lines.append(f"| {x['attack']} | {x['backend']} | {eps} | {x['seconds_per_image']:.3f} | "
+            mark = " *" if x.get("source") else ""
+            lines.append(f"| {x['attack']}{mark} | {x['backend']} | {eps} | {x['seconds_per_image']:.3f} | "
                          f"{x['success_rate']:.2f} | {l2} | {q} | {params} |")
-        lines.append("")
+        sources = sorted({x["source"] for x in c if x.get("source")})
+        lines += [f"\n\\* {src}" for src in sources]
+        lines += ["", "Native rows include tracing the compiled attack on first use (tens of seconds for 40 "
+                      "unrolled steps on a loaded CPU); later calls with the same model reuse the trace.", ""]
     return "\n".join(lines)
 
 
