@@ -29,8 +29,7 @@ from advkeras.data import load_sample, split_by_group, split_random  # noqa: E40
 from advkeras.detectors.relevant_neurons import NeuronDescriptors, RelevantNeuronSets  # noqa: E402
 from advkeras.detectors.relevant_neurons.experiment import (AttackSpec, attack_part, peer_rows,  # noqa: E402
                                                             relevant_neuron_rows)
-from advkeras.detectors.relevant_neurons.views import plot_centroid_kde, plot_gradcam_pairs  # noqa: E402
-from advkeras.explain.gradcam import gradcam_neurons  # noqa: E402
+from advkeras.detectors.relevant_neurons.views import plot_centroid_kde, plot_relevant_gradcam  # noqa: E402
 from advkeras.models import build_classifier, evaluate_classifier, train_classifier  # noqa: E402
 from advkeras.runs import write_json  # noqa: E402
 
@@ -61,24 +60,7 @@ def figures(data: str, model, nd: NeuronDescriptors, fit, test, seed: int) -> di
                             ta[:, -1].astype(int), sets.mask("clean"), FIGURES / f"{data}_fgsm_kde.png",
                             seed=seed, title=f"{data}: distance to class centroid, FGSM, mu=10")
     # GradCAM of the strongest relevant neuron of each image's clean class and of its whole set.
-    n = min(4, len(test.adv))
-    res = test.result
-    ok = np.flatnonzero((res.pred_clean == res.y) & res.success)[:n]
-    xc, xa, cls = res.x[ok], res.clipped[ok], res.pred_clean[ok]
-    names = nd.neuron_names_
-    single_c, single_a, set_c, set_a, captions = [], [], [], [], []
-    for i in range(n):
-        w = sets.W_clean_[:, cls[i]]
-        top = names[int(np.argmax(np.abs(w)))]
-        members = names[sets.mask("clean")[cls[i]]].tolist()
-        single_c.append(gradcam_neurons(model, xc[i:i + 1], top)[0])
-        single_a.append(gradcam_neurons(model, xa[i:i + 1], top)[0])
-        set_c.append(gradcam_neurons(model, xc[i:i + 1], members)[0])
-        set_a.append(gradcam_neurons(model, xa[i:i + 1], members)[0])
-        captions.append(f"class {cls[i]} -> {res.pred_adv[ok[i]]}; top {top}")
-    plot_gradcam_pairs(xc, xa, {"top neuron": (np.stack(single_c), np.stack(single_a)),
-                                "relevant set": (np.stack(set_c), np.stack(set_a))},
-                       FIGURES / f"{data}_fgsm_gradcam.png", captions=captions)
+    plot_relevant_gradcam(model, nd, sets, test.result, FIGURES / f"{data}_fgsm_gradcam.png")
     return {"kde": str(FIGURES / f"{data}_fgsm_kde.png"), "kde_means": kde,
             "gradcam": str(FIGURES / f"{data}_fgsm_gradcam.png")}
 

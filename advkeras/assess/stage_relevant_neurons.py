@@ -15,7 +15,7 @@ from advkeras.assess.context import RunContext
 from advkeras.assess.stage_feature_response import detector_rows
 from advkeras.detectors.relevant_neurons import NeuronDescriptors, RelevantNeuronDetector, RelevantNeuronSets
 from advkeras.detectors.relevant_neurons.experiment import AttackSpec, attack_part
-from advkeras.detectors.relevant_neurons.views import plot_centroid_kde
+from advkeras.detectors.relevant_neurons.views import plot_centroid_kde, plot_relevant_gradcam
 from advkeras.errors import DataError
 from advkeras.evaluation.detection import binary_detection_metrics, detection_metrics
 
@@ -73,6 +73,11 @@ def stage_relevant_neurons(ctx: RunContext) -> None:
                            f"neurons, held-out clean vs {key}; mean over relevant neurons "
                            f"{means['relevant neurons']['clean_mean']:.3f} clean vs "
                            f"{means['relevant neurons']['adv_mean']:.3f} adversarial")
+            png = plot_relevant_gradcam(ctx.model, nd, sets, res,
+                                        ctx.figure_path("relevant_neurons", f"gradcam_{tag}.png"), n=3)
+            if png is not None:
+                ctx.add_figure("relevant_neurons", f"gradcam_{tag}", png, f"GradCAM (tf-keras-vis) of the strongest "
+                               f"relevant neuron and of the relevant set of each image's class, clean vs {key}")
         log.info("relevant neurons on %s: AUC %.3f, detection at 5%% FPR %.3f", key, m["auc"],
                  m["at_fpr"]["0.05"]["tpr"])
     ctx.metrics["relevant_neurons"] = {"settings": cfg, "layers": nd.layers_, "n_neurons": nd.n_neurons_,

@@ -11,7 +11,8 @@ from advkeras.attacks.result import AttackResult
 def plot_adversarial_grid(result: AttackResult, path: str | Path, *, n: int = 8,
                           class_names: tuple[str, ...] | None = None, seed: int = 0) -> Path:
     """Save a 3-row PNG: originals (true label), adversarials (predicted label), and the perturbation
-    amplified to the full [0, 1] range (shown, per image, as |delta| / max|delta|). Successful
+    amplified to the full range (shown, per image, as 0.5 + delta / (2 max|delta|): grey is no change,
+    light and dark are the sign, which matters for sign attacks like FGSM that move every pixel). Successful
     adversarials are shown first so the picture shows what the attack achieves."""
     import matplotlib
 
@@ -22,8 +23,9 @@ def plot_adversarial_grid(result: AttackResult, path: str | Path, *, n: int = 8,
     names = class_names or tuple(str(c) for c in range(int(max(result.y.max(), result.pred_adv.max())) + 1))
     fig, axes = plt.subplots(3, max(len(order), 1), figsize=(1.6 * max(len(order), 1), 5.2), squeeze=False)
     for col, i in enumerate(order):
-        delta = np.abs(result.clipped[i] - result.x[i])
-        amp = delta / delta.max() if delta.max() > 0 else delta
+        delta = result.clipped[i] - result.x[i]
+        top = np.abs(delta).max()
+        amp = 0.5 + delta / (2 * top) if top > 0 else np.full_like(delta, 0.5)
         for row, (img, title) in enumerate(((result.x[i], f"true {names[result.y[i]]}"),
                                             (result.clipped[i], f"pred {names[result.pred_adv[i]]}"),
                                             (amp, f"Linf {result.linf[i] * 255:.1f}/255"))):

@@ -27,4 +27,4 @@ def assess(config: str | None, data: str | None, model: str | None, epochs: int 
     click.echo(f"held-out accuracy: {acc:.3f}")
     for row in ctx.metrics.get("attacks", []):
         click.echo(f"{row['attack']} eps={row['eps']:.4f}: success rate {row['success_rate']:.3f}")
-    click.echo(f"report: {ctx.out / 'report.md'}")
+    click.echo(f"report: {ctx.out / 'report.html'} (summary: {ctx.out / 'report.md'})")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-SMALL_EPS = 4 / 255 + 1e-6  # perturbations at or below 4/255 are invisible on 8-bit images
+SMALL_EPS = 4.05 / 255  # at or below 4/255 (configs write eps rounded, e.g. 0.01569) is invisible on 8-bit images
 
 
 def eps_label(eps: float | None) -> str:

@@ -104,3 +104,28 @@ def plot_gradcam_pairs(x_clean: np.ndarray, x_adv: np.ndarray, cams: dict[str, t
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+def plot_relevant_gradcam(model, descriptors, sets, result, path: str | Path, *, n: int = 4) -> Path | None:
+    """GradCAM of the strongest clean-relevant neuron of each image's clean class and of its whole set, on
+    the clean image and on its successful adversarial (the paper's Fig. 6/7). `descriptors` is the fitted
+    `NeuronDescriptors`, `sets` the fitted `RelevantNeuronSets`, `result` an `AttackResult`. None when the
+    attack has no successful adversarial of a correctly classified image."""
+    from advkeras.explain.gradcam import gradcam_neurons
+
+    ok = np.flatnonzero((result.pred_clean == result.y) & result.success)[:n]
+    if not len(ok):
+        return None
+    xc, xa, cls = result.x[ok], result.clipped[ok], result.pred_clean[ok]
+    names = descriptors.neuron_names_
+    single_c, single_a, set_c, set_a, captions = [], [], [], [], []
+    for i in range(len(ok)):
+        top = names[int(np.argmax(np.abs(sets.W_clean_[:, cls[i]])))]
+        members = names[sets.mask("clean")[cls[i]]].tolist() or [top]
+        single_c.append(gradcam_neurons(model, xc[i:i + 1], top)[0])
+        single_a.append(gradcam_neurons(model, xa[i:i + 1], top)[0])
+        set_c.append(gradcam_neurons(model, xc[i:i + 1], members)[0])
+        set_a.append(gradcam_neurons(model, xa[i:i + 1], members)[0])
+        captions.append(f"class {cls[i]} -> {result.pred_adv[ok[i]]}; top {top}")
+    return plot_gradcam_pairs(xc, xa, {"top neuron": (np.stack(single_c), np.stack(single_a)),
+                                       "relevant set": (np.stack(set_c), np.stack(set_a))}, path, captions=captions)
