@@ -6,7 +6,6 @@ foolbox's: x <- clip_[0,1](clip_eps(x + sign * step * sign(grad CE))).
 """
 from __future__ import annotations
 
-import numpy as np
 import tensorflow as tf
 
 from advkeras.attacks.base import Attack

@@ -10,7 +10,6 @@ an edge i -> j carries the mean contribution a_i * W_ij, and only the `edges_per
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import networkx as nx

@@ -61,7 +61,7 @@ def _figures(out: Path, figures: dict[str, Any], section: str) -> str:
     return "".join(items)
 
 
-def _section(out: Path, metrics: dict, figures: dict, key: str, title: str, body: str) -> str:
+def _section(out: Path, figures: dict, key: str, title: str, body: str) -> str:
     figs = _figures(out, figures, key)
     if not body and not figs:
         return ""
@@ -125,7 +125,7 @@ def render_report(metrics: dict[str, Any], figures: dict[str, Any], out: str | P
             ("shift_clean_adv", "shift clean->adv"), ("jaccard_vs_original", "top-k overlap vs original"),
             ("shift_vs_original", "shift vs original")]),
     }
-    sections = "".join(_section(out, m, figures, key, title, bodies.get(key, "")) for key, title in SECTIONS)
+    sections = "".join(_section(out, figures, key, title, bodies.get(key, "")) for key, title in SECTIONS)
     doc = f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
 <title>advkeras assessment: {_esc(m['data']['name'])}</title><style>{_CSS}</style></head><body>
 <header><h1>Adversarial risk assessment</h1>
