@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> dict:
     from advkeras.data import load_dataset
     from advkeras.defenses.adversarial_training import pgd_training
     from advkeras.models import build_classifier, load_model, split_dataset
+    from advkeras.models.zoo import default_backbone
 
     train, val, _ = split_dataset(load_dataset(args.data), args.seed)
     if args.n_train:
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.model:
         model = load_model(args.model)
     else:  # no dropout: the run is deterministic given the seed, so replicas can be compared
-        model = build_classifier("lenet" if train.input_shape[-1] == 1 else "vgg_mini", train.input_shape,
+        model = build_classifier(default_backbone(train.input_shape), train.input_shape,
                                  train.n_classes, dropout=0.0, seed=args.seed)
     result = pgd_training(model, train, None, eps=args.eps, steps=args.steps, epochs=args.epochs,
                           batch_size=args.batch_size, random_start=not args.no_random_start,

@@ -16,7 +16,7 @@ from advkeras.attacks.plot import plot_adversarial_grid
 from advkeras.evaluation.risk import eps_label
 from advkeras.data import load_dataset
 from advkeras.models import evaluate_classifier, load_model, save_model, split_dataset, train_classifier
-from advkeras.models.zoo import build_classifier
+from advkeras.models.zoo import build_classifier, default_backbone
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def stage_model(ctx: RunContext) -> None:
         source = {"loaded": str(cfg["model"])}
     else:
         ds = ctx.train
-        backbone = cfg.get("backbone") or ("lenet" if ds.input_shape[-1] == 1 else "vgg_mini")
+        backbone = cfg.get("backbone") or default_backbone(ds.input_shape)
         ctx.model = build_classifier(backbone, ds.input_shape, ds.n_classes, seed=ctx.seed)
         t = cfg["train"]
         result = train_classifier(ctx.model, ctx.train, ctx.val, epochs=t["epochs"], batch_size=t["batch_size"],

@@ -131,10 +131,10 @@ def fit_on_dataset(data: str | Dataset, *, backbone: str | None = None, epochs: 
     Returns the model and a metrics dict with the split (groups per split), the training history
     and held-out metrics (accuracy, per-class recall, confusion matrix)."""
     from advkeras.data import load_dataset
-    from advkeras.models.zoo import build_classifier
+    from advkeras.models.zoo import build_classifier, default_backbone
 
     ds = data if isinstance(data, Dataset) else load_dataset(data)
-    backbone = backbone or ("lenet" if ds.input_shape[-1] == 1 else "vgg_mini")
+    backbone = backbone or default_backbone(ds.input_shape)
     train, val, test = split_dataset(ds, seed)
     model = build_classifier(backbone, ds.input_shape, ds.n_classes, seed=seed)
     # Augment only where orientation carries no meaning (IDC histology patches).

@@ -53,6 +53,11 @@ def _lenet_cnn(input_shape: tuple[int, ...]) -> tf.keras.Model:
     return tf.keras.Model(inp, L.Flatten(name="features")(x), name="cnn")
 
 
+def default_backbone(input_shape: Sequence[int]) -> str:
+    """The zoo's choice when the user names none: LeNet for grey images, vgg_mini for colour ones."""
+    return "lenet" if int(input_shape[-1]) == 1 else "vgg_mini"
+
+
 def build_dnn(n_features: int, n_classes: int, head: Sequence[int], dropout: float = 0.3,
               name: str = "dnn") -> tf.keras.Model:
     """Dense head: hidden ReLU layers `dense_1..k` then `logits` (no softmax: models output logits)."""
