@@ -82,7 +82,7 @@ def train_classifier(model: tf.keras.Model, train: Dataset, val: Dataset | None 
     tf.keras.utils.set_random_seed(seed)
     model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate),
                   loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+                  metrics=["accuracy"], weighted_metrics=[])  # the balanced val weights act on the loss only
     callbacks: list[tf.keras.callbacks.Callback] = [_TqdmEpochs(epochs)]
     val_pipe = None
     if val is not None and len(val):
