@@ -4,19 +4,25 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
 
-def prepare_out_dir(out: str | Path, *, force: bool = False,
-                    confirm: Callable[[str], bool] | None = None) -> Path:
+def prepare_out_dir(out: str | Path, *, force: bool = False, confirm: Callable[[str], bool] | None = None,
+                    inputs: Iterable[str | Path | None] = ()) -> Path:
     """Create `out`; if it exists and is not empty, replace it only with `force` or a yes from `confirm`.
 
-    Raises FileExistsError otherwise, so a user's earlier results are never lost by surprise.
+    Raises FileExistsError otherwise, so a user's earlier results are never lost by surprise. `inputs`
+    (model files, data folders, configs the run will read) must not lie inside an `out` that would be
+    replaced: that would delete them before they are read.
     """
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        inside = [str(p) for p in inputs if p is not None and Path(p).exists() and _within(Path(p), out)]
+        if inside:
+            raise FileExistsError(f"{', '.join(inside)} lies inside {out}, which this run would replace; "
+                                  "choose another --out or move the file first.")
         question = f"{out} already holds results. Overwrite it?"
         if not (force or (confirm is not None and confirm(question))):
             raise FileExistsError(f"{out} already exists and is not empty; pass --force (force=True) to "
@@ -24,6 +30,11 @@ def prepare_out_dir(out: str | Path, *, force: bool = False,
         shutil.rmtree(out) if out.is_dir() else out.unlink()
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def _within(path: Path, folder: Path) -> bool:
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents
 
 
 def _jsonable(obj: Any) -> Any:

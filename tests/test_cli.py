@@ -41,3 +41,23 @@ def test_assess_writes_metrics_and_refuses_to_overwrite(tmp_path, monkeypatch):
     again = runner.invoke(main, ["assess", "--config", str(cfg), "--out", str(out)])
     assert again.exit_code != 0 and "--force" in again.output
     assert (out / "metrics.json").exists()
+
+
+def test_force_refuses_to_replace_an_out_folder_that_holds_the_input_model(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    model = out / "model.keras"
+    model.write_bytes(b"the user's model")
+    result = CliRunner().invoke(main, ["defend", "--defense", "middle-ae", "--model", str(model),
+                                       "--out", str(out), "--force"])
+    assert result.exit_code != 0 and "lies inside" in result.output and "Traceback" not in result.output
+    assert model.read_bytes() == b"the user's model"
+
+
+def test_impossible_option_values_are_refused_before_any_work():
+    runner = CliRunner()
+    for args in (["defend", "--defense", "encoder", "--max-eval", "0"], ["defend", "--defense", "encoder", "--eps", "2"],
+                 ["train", "--epochs", "0"], ["detect", "--detector", "feature-response", "--mu", "-1"],
+                 ["export", "--target-fpr", "1.5", "--model", "m.keras"]):
+        result = runner.invoke(main, args)
+        assert result.exit_code == 2 and "Invalid value" in result.output, (args, result.output)

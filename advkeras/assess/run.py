@@ -23,7 +23,7 @@ def assess(out: str | Path, *, config: str | Path | dict | None = None, seed: in
            confirm: Callable[[str], bool] | None = None, **overrides: Any) -> RunContext:
     """Assess a model (or a freshly trained one) on data; returns the run context with all metrics."""
     cfg = config if isinstance(config, dict) else load_config(config, **overrides)
-    ctx = RunContext(cfg, prepare_out_dir(out, force=force, confirm=confirm), seed)
+    ctx = RunContext(cfg, prepare_out_dir(out, force=force, confirm=confirm, inputs=_inputs(config, cfg)), seed)
     ctx.metrics.update({"advkeras": __version__, "tensorflow": tf.__version__, "python": platform.python_version(),
                         "seed": seed, "config": cfg, "command": " ".join(["advkeras"] + sys.argv[1:])
                         if Path(sys.argv[0]).name == "advkeras" else f"advkeras.assess(seed={seed})"})
@@ -36,3 +36,8 @@ def assess(out: str | Path, *, config: str | Path | dict | None = None, seed: in
     write_report_md(ctx)
     render_report(ctx.metrics, ctx.figures, ctx.out)
     return ctx
+
+
+def _inputs(config: str | Path | dict | None, cfg: dict) -> list:
+    """Files the run reads (config, data folder, model), so --force never deletes them first."""
+    return [None if isinstance(config, dict) else config, cfg.get("data"), cfg.get("model")]

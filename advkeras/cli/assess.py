@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from advkeras.cli.options import common_options, confirm_overwrite
+from advkeras.cli.options import COUNT, common_options, confirm_overwrite
 
 
 @click.command("assess")
@@ -12,7 +12,7 @@ from advkeras.cli.options import common_options, confirm_overwrite
 @click.option("--data", default=None, help="Override the config's data (sample name or folder).")
 @click.option("--model", default=None, type=click.Path(dir_okay=False),
               help="A .keras classifier to assess instead of training one.")
-@click.option("--epochs", type=int, default=None, help="Override the training epochs.")
+@click.option("--epochs", type=COUNT, default=None, help="Override the training epochs.")
 @common_options("runs/assess")
 def assess(config: str | None, data: str | None, model: str | None, epochs: int | None, seed: int, out: str,
            force: bool) -> None:

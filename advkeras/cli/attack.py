@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from advkeras.cli.options import common_options, confirm_overwrite
+from advkeras.cli.options import COUNT, common_options, confirm_overwrite
 
 
 def parse_eps(value: str | None) -> float | None:
@@ -46,8 +46,8 @@ def parse_params(items: tuple[str, ...]) -> dict:
 @click.option("--backend", type=click.Choice(["foolbox", "native", "art"]), default=None,
               help="Where the attack runs [default: the first backend that has it: foolbox, native, art].")
 @click.option("--targeted", is_flag=True, help="Aim at class (label + 1) mod C instead of any wrong class.")
-@click.option("-n", "--n-images", type=int, default=64, show_default=True, help="Held-out images attacked.")
-@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("-n", "--n-images", type=COUNT, default=64, show_default=True, help="Held-out images attacked.")
+@click.option("--batch-size", type=COUNT, default=128, show_default=True)
 @click.option("--param", "params", multiple=True, help="Attack parameter name=value (repeatable), e.g. steps=20.")
 @common_options("runs/attack")
 def attack(model_path: str, data: str, attack_name: str, eps: str | None, backend: str | None, targeted: bool,
@@ -56,19 +56,16 @@ def attack(model_path: str, data: str, attack_name: str, eps: str | None, backen
     from advkeras.attacks import generate
     from advkeras.attacks.plot import plot_adversarial_grid
     from advkeras.data import load_dataset
-    from advkeras.errors import InputError
     from advkeras.models import load_model, split_dataset
     from advkeras.runs import prepare_out_dir, write_json
 
-    if n_images < 1:
-        raise InputError(f"--n-images must be at least 1, got {n_images}.")
     eps_value, attack_params = parse_eps(eps), parse_params(params)
     model = load_model(model_path)
     ds = load_dataset(data)
     test = split_dataset(ds, seed)[2]
     x, y = test.x[:n_images], test.y[:n_images]
     target = (y + 1) % int(model.output_shape[-1]) if targeted else None
-    out_dir = prepare_out_dir(out, force=force, confirm=confirm_overwrite)
+    out_dir = prepare_out_dir(out, force=force, confirm=confirm_overwrite, inputs=[model_path, data])
     res = generate(model, x, y, attack_name, eps=eps_value, backend=backend, target=target, batch_size=batch_size,
                    seed=seed, **attack_params)
     res.save(out_dir / "adversarials.npz")

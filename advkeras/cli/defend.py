@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from advkeras.cli.options import common_options, confirm_overwrite
+from advkeras.cli.options import COUNT, LINF_EPS, common_options, confirm_overwrite
 
 CHOICES = ("adversarial-training", "middle-ae", "encoder", "initial-ae")
 
@@ -20,11 +20,11 @@ CHOICES = ("adversarial-training", "middle-ae", "encoder", "initial-ae")
 @click.option("--data", default=None, help="Embedded sample name (idc, mnist) or a dataset folder [default: idc].")
 @click.option("--model", default=None, type=click.Path(dir_okay=False),
               help="A .keras classifier to defend; without it one is trained on --data.")
-@click.option("--eps", type=float, default=4 / 255, show_default=True,
+@click.option("--eps", type=LINF_EPS, default=4 / 255, show_default=True,
               help="Linf budget of the adversarials used to train (adversarial training) and to evaluate.")
-@click.option("--epochs", type=int, default=None, help="Training epochs of the defense (its default if omitted).")
-@click.option("--train-epochs", type=int, default=None, help="Classifier training epochs when no --model is given.")
-@click.option("--max-eval", type=int, default=160, show_default=True, help="Held-out images used to evaluate.")
+@click.option("--epochs", type=COUNT, default=None, help="Training epochs of the defense (its default if omitted).")
+@click.option("--train-epochs", type=COUNT, default=None, help="Classifier training epochs when no --model is given.")
+@click.option("--max-eval", type=COUNT, default=160, show_default=True, help="Held-out images used to evaluate.")
 @common_options("runs/defend")
 def defend(defense: str, form: str, data: str | None, model: str | None, eps: float, epochs: int | None,
            train_epochs: int | None, max_eval: int, seed: int, out: str, force: bool) -> None:
@@ -44,7 +44,8 @@ def defend(defense: str, form: str, data: str | None, model: str | None, eps: fl
         params["epochs"] = epochs
     cfg["defenses"] = {**(cfg.get("defenses") or {}), "enabled": True, "names": [name], "eps": eps,
                        "max_eval": max_eval, "params": {name: params}}
-    ctx = RunContext(cfg, prepare_out_dir(out, force=force, confirm=confirm_overwrite), seed)
+    ctx = RunContext(cfg, prepare_out_dir(out, force=force, confirm=confirm_overwrite,
+                                         inputs=[model, data]), seed)
     ctx.metrics.update({"seed": seed, "config": {**cfg, "defenses": settings(cfg)}})
     for stage in (stage_data, stage_model, stage_defenses):
         stage(ctx)

@@ -10,7 +10,7 @@ from typing import Callable
 
 import click
 
-from advkeras.cli.options import common_options, confirm_overwrite
+from advkeras.cli.options import COUNT, POSITIVE, common_options, confirm_overwrite
 
 
 def _feature_response() -> tuple[str, Callable]:
@@ -36,17 +36,17 @@ DETECTORS: dict[str, Callable[[], tuple[str, Callable]]] = {"feature-response": 
               help="A .keras classifier; without it one is trained on --data.")
 @click.option("--attack", "attacks", multiple=True, default=("fgsm",), show_default=True,
               help="Attack name (repeat the option for several); see advkeras.attacks.attack_names().")
-@click.option("--eps", type=float, default=4 / 255, show_default=True,
+@click.option("--eps", type=POSITIVE, default=4 / 255, show_default=True,
               help="Budget for attacks that take one (FGSM, PGD, ...); minimisation attacks ignore it.")
-@click.option("--max-eval", type=int, default=200, show_default=True, help="Held-out images attacked.")
-@click.option("--epochs", type=int, default=None, help="Training epochs when no --model is given.")
-@click.option("--window", type=int, default=None, help="feature-response: local-entropy window in pixels.")
-@click.option("--mu", type=float, default=None, help="relevant-neurons: L1 budget per class [default: 10].")
+@click.option("--max-eval", type=COUNT, default=200, show_default=True, help="Held-out images attacked.")
+@click.option("--epochs", type=COUNT, default=None, help="Training epochs when no --model is given.")
+@click.option("--window", type=COUNT, default=None, help="feature-response: local-entropy window in pixels.")
+@click.option("--mu", type=POSITIVE, default=None, help="relevant-neurons: L1 budget per class [default: 10].")
 @click.option("--neuron-set", type=click.Choice(["clean", "adv", "shared", "sym_diff", "all"]), default=None,
               help="relevant-neurons: which relevant set feeds the forest [default: shared].")
 @click.option("--with-label/--without-label", default=None,
               help="relevant-neurons: zero neurons not relevant to the predicted class [default: with].")
-@click.option("--n-estimators", type=int, default=None, help="relevant-neurons: trees [default: 200].")
+@click.option("--n-estimators", type=COUNT, default=None, help="relevant-neurons: trees [default: 200].")
 @common_options("runs/detect")
 def detect(detector: str, data: str | None, model: str | None, attacks: tuple[str, ...], eps: float,
            max_eval: int, epochs: int | None, window: int | None, mu: float | None, neuron_set: str | None,
@@ -67,7 +67,8 @@ def detect(detector: str, data: str | None, model: str | None, attacks: tuple[st
         cfg[section] = {**(cfg.get(section) or {}), "window": window}
     extra = {"mu": mu, "neuron_set": neuron_set, "with_label": with_label, "n_estimators": n_estimators}
     cfg[section] = {**(cfg.get(section) or {}), **{k: v for k, v in extra.items() if v is not None}}
-    ctx = RunContext(cfg, prepare_out_dir(out, force=force, confirm=confirm_overwrite), seed)
+    ctx = RunContext(cfg, prepare_out_dir(out, force=force, confirm=confirm_overwrite,
+                                         inputs=[model, data]), seed)
     for step in (stage_data, stage_model, stage_attacks, stage):
         step(ctx)
     ctx.metrics["figures"] = ctx.figures

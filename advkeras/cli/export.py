@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from advkeras.cli.options import common_options
+from advkeras.cli.options import RATE, common_options
 
 
 @click.command("export")
@@ -15,7 +15,7 @@ from advkeras.cli.options import common_options
 @click.option("--metric", type=click.Choice(["mse", "psnr", "ssim"]), default="mse", show_default=True)
 @click.option("--action", type=click.Choice(["flag", "flip", "block"]), default="flag", show_default=True,
               help="What the server answers to a query that raises the alarm.")
-@click.option("--target-fpr", type=float, default=0.01, show_default=True,
+@click.option("--target-fpr", type=RATE, default=0.01, show_default=True,
               help="Share of benign users allowed to raise an alarm (calibration target).")
 @click.option("--encoder", "encoder_path", type=click.Path(dir_okay=False), default=None,
               help="A .keras encoder-defense model: adds the encoder_disagreement output.")

@@ -9,6 +9,12 @@ import click
 
 from advkeras.errors import AdvKerasError
 
+# Option types that refuse impossible values at the command line, before any work starts.
+COUNT = click.IntRange(min=1)
+POSITIVE = click.FloatRange(min=0, min_open=True)
+RATE = click.FloatRange(0, 1, min_open=True, max_open=True)
+LINF_EPS = click.FloatRange(0, 1, min_open=True)
+
 
 def common_options(default_out: str) -> Callable:
     """--seed, --out and --force on a subcommand; errors become one-line messages, not tracebacks."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from advkeras.cli.options import common_options, confirm_overwrite
+from advkeras.cli.options import COUNT, POSITIVE, common_options, confirm_overwrite
 
 
 @click.command("train")
@@ -11,9 +11,9 @@ from advkeras.cli.options import common_options, confirm_overwrite
               help="Embedded sample name (idc, mnist) or a dataset folder (IDC tree, MNIST IDX, image folder).")
 @click.option("--backbone", type=click.Choice(["vgg16", "vgg_mini", "lenet"]), default=None,
               help="Model backbone [default: lenet for 1-channel data, vgg_mini otherwise].")
-@click.option("--epochs", type=int, default=25, show_default=True)
-@click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--learning-rate", type=float, default=1e-3, show_default=True)
+@click.option("--epochs", type=COUNT, default=25, show_default=True)
+@click.option("--batch-size", type=COUNT, default=64, show_default=True)
+@click.option("--learning-rate", type=POSITIVE, default=1e-3, show_default=True)
 @common_options("runs/train")
 def train(data: str, backbone: str | None, epochs: int, batch_size: int, learning_rate: float,
           seed: int, out: str, force: bool) -> None:
@@ -21,7 +21,7 @@ def train(data: str, backbone: str | None, epochs: int, batch_size: int, learnin
     from advkeras.runs import prepare_out_dir, write_json
     from advkeras.models.training import fit_on_dataset
 
-    out_dir = prepare_out_dir(out, force=force, confirm=confirm_overwrite)
+    out_dir = prepare_out_dir(out, force=force, confirm=confirm_overwrite, inputs=[data])
     model, metrics = fit_on_dataset(data, backbone=backbone, epochs=epochs, batch_size=batch_size,
                                     learning_rate=learning_rate, seed=seed)
     model.save(out_dir / "model.keras")

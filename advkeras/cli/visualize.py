@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from advkeras.cli.options import common_options, confirm_overwrite
+from advkeras.cli.options import COUNT, LINF_EPS, common_options, confirm_overwrite
 
 
 @click.command("visualize")
@@ -14,8 +14,8 @@ from advkeras.cli.options import common_options, confirm_overwrite
 @click.option("--data", default="idc", show_default=True, help="Sample name or dataset folder (held-out split used).")
 @click.option("--attack", "attacks", multiple=True, default=("fgsm", "bim", "pgd"), show_default=True,
               help="Attack(s) whose adversarials (made on the original model) are drawn.")
-@click.option("--eps", type=float, default=4 / 255, show_default=True, help="Linf budget in [0, 1] units.")
-@click.option("--n-images", type=int, default=100, show_default=True)
+@click.option("--eps", type=LINF_EPS, default=4 / 255, show_default=True, help="Linf budget in [0, 1] units.")
+@click.option("--n-images", type=COUNT, default=100, show_default=True)
 @common_options("runs/visualize")
 def visualize(model_path: str, defended: tuple[str, ...], data: str, attacks: tuple[str, ...], eps: float,
               n_images: int, seed: int, out: str, force: bool) -> None:
@@ -29,7 +29,8 @@ def visualize(model_path: str, defended: tuple[str, ...], data: str, attacks: tu
     pairs = [d.split("=", 1) for d in defended]
     if any(len(p) != 2 or not p[0] for p in pairs):
         raise InputError("--defended takes NAME=PATH, e.g. --defended middle-ae=runs/demo/defenses/middle-ae.keras")
-    out_dir = prepare_out_dir(out, force=force, confirm=confirm_overwrite)
+    out_dir = prepare_out_dir(out, force=force, confirm=confirm_overwrite,
+                              inputs=[model_path, data, *(p[1] for p in pairs)])
     original = load_model(model_path)
     models = {name: load_model(path) for name, path in pairs}
     test = split_dataset(load_dataset(data), seed)[2]
