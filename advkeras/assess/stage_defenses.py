@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from advkeras.assess.context import RunContext
-from advkeras.defenses.build import build_defense
+from advkeras.defenses.build import build_defense, check_defense_params, reuses_middle
 from advkeras.detectors.encoder_disagreement import EncoderDisagreementDetector
 from advkeras.evaluation.defense_figures import plot_new_adversarial_rates, plot_new_adversarials, plot_recovery
 from advkeras.evaluation.detection import binary_detection_metrics, detection_metrics
@@ -41,10 +41,12 @@ def settings(config: dict) -> dict:
 
 def build_all(cfg: dict, model, train, val, seed: int) -> dict:
     """Every configured defense (the encoder reuses the middle autoencoder when both are built)."""
+    for name in cfg["names"]:  # all names and parameters checked before any training
+        check_defense_params(name, cfg["params"].get(name, {}))
     built, middle = {}, None
     for name in sorted(cfg["names"], key=lambda n: n != "middle-ae"):
         params = dict(cfg["params"].get(name, {}))
-        if name == "encoder" and middle is not None:
+        if middle is not None and reuses_middle(name, params):
             params["middle"] = middle
         built[name] = build_defense(name, model, train, val, seed=seed, **params)
         middle = built[name] if name == "middle-ae" else middle
@@ -108,6 +110,10 @@ def _figures(ctx: RunContext, table: dict, fixed: dict, rows: dict, class_names)
 def _encoder_disagreement(ctx: RunContext, encoder_model, ev, adv: dict) -> dict | None:
     """Disagreement flags (binary) and the graded score (AUC, detection at fixed FPR) per attack."""
     if encoder_model is None:
+        return None
+    if ctx.val is None or len(ctx.val) < 20:
+        log.warning("encoder disagreement detector skipped: it is calibrated on validation images and this run "
+                    "has %d.", 0 if ctx.val is None else len(ctx.val))
         return None
     det = EncoderDisagreementDetector(ctx.model, encoder_model).fit(ctx.val.x[:300], ctx.val.y[:300])
     calib = det.decision_function(ctx.val.x[:300])

@@ -51,6 +51,7 @@ def adversarial_retraining(model: tf.keras.Model, train: Dataset, val: Dataset |
         ys.append(train.y[idx])
         added[name] = {"n": int(len(res.x)), "success_rate": res.success_rate}
     augmented = Dataset(np.concatenate(xs), np.concatenate(ys), None, train.class_names, train.name)
+    tf.keras.utils.set_random_seed(seed)  # the fresh initial weights of from_scratch come from the seed
     clone = clone_classifier(model, copy_weights=not from_scratch, name=f"{model.name}_adv_trained")
     result = train_classifier(clone, augmented, val, epochs=epochs, batch_size=batch_size,
                               learning_rate=learning_rate, patience=patience, augment=augment, seed=seed)

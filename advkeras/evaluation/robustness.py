@@ -60,6 +60,7 @@ def mean_std(per_seed: Sequence[Any]) -> Any:
     first = per_seed[0]
     if isinstance(first, Mapping):
         return {k: mean_std([d[k] for d in per_seed]) for k in first}
+    # Population std (ddof=0) over the seeds, as np.std; NaN seeds (nothing to measure) are skipped.
     values = np.asarray(per_seed, dtype=np.float64)
     if not np.isfinite(values).any():
         return {"mean": float("nan"), "std": float("nan"), "values": values.tolist()}
@@ -72,7 +73,7 @@ def new_adversarials(models: Mapping[str, tf.keras.Model], x: np.ndarray, y: np.
     """Attack every model afresh. Returns (rows, results at the fixed eps).
 
     Per model: success rate at `eps` (overall and on correctly classified images), and over the
-    images the model classifies correctly, the median minimal Linf eps in `eps_grid` (inf when
+    images the model classifies correctly, the (lower) median minimal Linf eps in `eps_grid` (inf when
     more than half resist the whole grid) and the median L2 norm of the adversarials found there.
     """
     rows, fixed = {}, {}
@@ -84,10 +85,18 @@ def new_adversarials(models: Mapping[str, tf.keras.Model], x: np.ndarray, y: np.
         l2 = _l2_at_minimal_eps(model, x, y, m, attack, backend, seed, params)
         rows[name] = {"success_rate": res.success_rate, "success_rate_on_correct": res.success_rate_on_correct,
                       "n_correct": int(correct.sum()),
-                      "median_min_linf": float(np.median(m[correct])) if correct.any() else float("nan"),
+                      "median_min_linf": _lower_median(m[correct]),
                       "median_min_l2": float(np.median(l2[correct])) if correct.any() else float("nan"),
                       "broken_within_grid": float(np.isfinite(m[correct]).mean()) if correct.any() else float("nan")}
     return rows, fixed
+
+
+def _lower_median(values: np.ndarray) -> float:
+    """The lower median: always one of the values (so a grid eps, never a midpoint between two), and
+    inf only when more than half are inf."""
+    if not len(values):
+        return float("nan")
+    return float(np.sort(values)[(len(values) - 1) // 2])
 
 
 def _l2_at_minimal_eps(model, x, y, m, attack, backend, seed, params) -> np.ndarray:
@@ -112,10 +121,12 @@ def defense_table(model: tf.keras.Model, train: Dataset, val: Dataset | None, te
     `defenses` maps a defense name (see `advkeras.defenses.DEFENSES`) to its builder parameters.
     Returns (table, defended models per seed); the table holds per-seed values and mean/std.
     """
-    from advkeras.defenses.build import build_defense  # evaluation sits above defenses
+    from advkeras.defenses.build import build_defense, check_defense_params, reuses_middle  # evaluation sits above
 
     if not seeds or not defenses:
         raise InputError("defense_table needs at least one seed and one defense.")
+    for name, params in defenses.items():
+        check_defense_params(name, params)
     per_seed, models_by_seed = [], {}
     for seed in tqdm(seeds, desc="Table 1 seeds", unit="seed", disable=not progress):
         built: dict[str, tf.keras.Model] = {}
@@ -123,7 +134,7 @@ def defense_table(model: tf.keras.Model, train: Dataset, val: Dataset | None, te
         # The encoder defense reuses the middle autoencoder of the same seed when both are asked for.
         for name in sorted(defenses, key=lambda n: n != "middle-ae"):
             params = dict(defenses[name])
-            if name == "encoder" and middle is not None:
+            if middle is not None and reuses_middle(name, params):
                 params.setdefault("middle", middle)
             result = build_defense(name, model, train, val, seed=seed, **params)
             middle = result if name == "middle-ae" else middle

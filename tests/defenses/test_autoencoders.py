@@ -77,3 +77,19 @@ def test_initial_autoencoder_reconstructs_images_before_the_cnn(mnist_model, sma
 def test_conv_autoencoder_keeps_odd_image_sizes():
     ae = build_conv_autoencoder((25, 27, 3))
     assert ae.output_shape == (None, 25, 27, 3)
+
+
+def test_defense_parameters_are_checked_before_any_training(mnist_model, middle, small):
+    from advkeras.defenses import build_defense
+    from advkeras.defenses.autoencoders import encoder_defense
+    from advkeras.defenses.build import check_defense_params, reuses_middle
+    from advkeras.errors import InputError
+
+    with pytest.raises(InputError, match="has no parameter 'epoch'.*accepts: .*epochs"):
+        build_defense("middle-ae", mnist_model, *small[:2], epoch=3)
+    with pytest.raises(InputError, match="unknown defense 'median-ae'"):
+        check_defense_params("median-ae", {})
+    check_defense_params("encoder", {"epochs": 2, "code_size": 8})  # the encoder passes code_size on
+    assert reuses_middle("encoder", {"epochs": 2}) and not reuses_middle("encoder", {"code_size": 8})
+    with pytest.raises(InputError, match="code_size configure a new middle autoencoder"):
+        encoder_defense(mnist_model, *small[:2], middle=middle, code_size=8)

@@ -54,3 +54,12 @@ def test_new_adversarials_report_success_and_minimal_perturbation(setting, tmp_p
         {"recovered": {"encoder": {"fgsm": 0.5, "all": 0.5}}}, {"recovered": {"encoder": {"fgsm": 0.7, "all": 0.7}}}])}
     paths.append(plot_recovery(table, tmp_path / "table1.png"))
     assert all(p.is_file() and p.stat().st_size > 5000 for p in paths)
+
+
+def test_lower_median_stays_on_the_grid_and_is_inf_only_when_most_resist():
+    from advkeras.evaluation.robustness import _lower_median
+
+    assert _lower_median(np.array([2, 4]) / 255) == 2 / 255  # not the midpoint 3/255, which is off the grid
+    assert _lower_median(np.array([2 / 255, np.inf])) == 2 / 255  # exactly half resist: still finite
+    assert _lower_median(np.array([2 / 255, np.inf, np.inf])) == np.inf
+    assert np.isnan(_lower_median(np.array([])))

@@ -14,7 +14,7 @@ from advkeras.defenses.autoencoders.fitting import fit_arrays
 from advkeras.defenses.autoencoders.middle import middle_autoencoder
 from advkeras.defenses.cloning import batched, clone_part, cnn_features, head_units
 from advkeras.defenses.result import DefenseResult
-from advkeras.errors import ModelError
+from advkeras.errors import InputError, ModelError
 from advkeras.models import build_dnn, check_logits, compose, get_parts
 
 
@@ -46,6 +46,9 @@ def encoder_defense(model: tf.keras.Model, train: Dataset, val: Dataset | None =
     cnn, dnn = get_parts(model)
     if middle is None:
         middle = middle_autoencoder(model, train, val, seed=seed, **middle_params)
+    elif middle_params:
+        raise InputError(f"{', '.join(sorted(middle_params))} configure a new middle autoencoder, but `middle` "
+                         "gives a trained one; drop them or drop `middle`.")
     encoder = clone_part(encoder_of(middle), trainable=False)
     codes = batched(encoder, cnn_features(model, train.x))
     val_data = None
