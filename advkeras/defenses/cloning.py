@@ -4,7 +4,23 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from advkeras.errors import ModelError
 from advkeras.models import check_images, check_logits, compose, get_parts
+
+
+def plain_parts(model: tf.keras.Model) -> tuple[tf.keras.Model, tf.keras.Model]:
+    """(cnn, dnn) of a model that is exactly image -> cnn -> dnn, the form defenses rebuild.
+
+    A model with more top-level layers (a preprocessing layer, an already inserted autoencoder)
+    would lose them silently when a defense rebuilds it from its parts, so it is refused."""
+    cnn, dnn = get_parts(model)
+    extra = [layer.name for layer in model.layers
+             if not isinstance(layer, tf.keras.layers.InputLayer) and layer not in (cnn, dnn)]
+    if extra:
+        raise ModelError(f"defenses rebuild {model.name!r} as image -> cnn -> dnn, which would drop its top-level "
+                         f"layer(s) {', '.join(extra)}; move them into the 'cnn' part (e.g. as its first layers) "
+                         "or defend the undefended original.")
+    return cnn, dnn
 
 
 def clone_part(part: tf.keras.Model, *, trainable: bool = True, copy_weights: bool = True) -> tf.keras.Model:
@@ -21,7 +37,7 @@ def clone_part(part: tf.keras.Model, *, trainable: bool = True, copy_weights: bo
 def clone_classifier(model: tf.keras.Model, *, copy_weights: bool = True, name: str | None = None) -> tf.keras.Model:
     """image -> cnn -> dnn rebuilt from copies of `model`'s parts (fresh weights if `copy_weights=False`)."""
     check_logits(model)
-    cnn, dnn = get_parts(model)
+    cnn, dnn = plain_parts(model)
     return compose(clone_part(cnn, copy_weights=copy_weights), clone_part(dnn, copy_weights=copy_weights),
                    name=name or model.name)
 

@@ -93,3 +93,10 @@ def test_defense_parameters_are_checked_before_any_training(mnist_model, middle,
     assert reuses_middle("encoder", {"epochs": 2}) and not reuses_middle("encoder", {"code_size": 8})
     with pytest.raises(InputError, match="code_size configure a new middle autoencoder"):
         encoder_defense(mnist_model, *small[:2], middle=middle, code_size=8)
+
+
+def test_a_defense_refuses_a_model_whose_extra_layers_it_would_drop(middle, small):
+    from advkeras.defenses import build_defense
+
+    with pytest.raises(ModelError, match="would drop its top-level layer\\(s\\) middle_ae"):
+        build_defense("initial-ae", middle.model, *small[:2], epochs=1)

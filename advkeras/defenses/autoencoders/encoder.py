@@ -12,10 +12,10 @@ import tensorflow as tf
 from advkeras.data.dataset import Dataset
 from advkeras.defenses.autoencoders.fitting import fit_arrays
 from advkeras.defenses.autoencoders.middle import middle_autoencoder
-from advkeras.defenses.cloning import batched, clone_part, cnn_features, head_units
+from advkeras.defenses.cloning import batched, clone_part, cnn_features, head_units, plain_parts
 from advkeras.defenses.result import DefenseResult
 from advkeras.errors import InputError, ModelError
-from advkeras.models import build_dnn, check_logits, compose, get_parts
+from advkeras.models import build_dnn, check_logits, compose
 
 
 def encoder_of(middle: tf.keras.Model | DefenseResult) -> tf.keras.Model:
@@ -43,7 +43,7 @@ def encoder_defense(model: tf.keras.Model, train: Dataset, val: Dataset | None =
     `middle_params`. The new head has the original head's widths unless `head` is given.
     """
     check_logits(model)
-    cnn, dnn = get_parts(model)
+    cnn, dnn = plain_parts(model)
     if middle is None:
         middle = middle_autoencoder(model, train, val, seed=seed, **middle_params)
     elif middle_params:

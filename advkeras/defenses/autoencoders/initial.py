@@ -12,10 +12,10 @@ import tensorflow as tf
 
 from advkeras.data.dataset import Dataset
 from advkeras.defenses.autoencoders.fitting import fit_arrays
-from advkeras.defenses.cloning import clone_part
+from advkeras.defenses.cloning import clone_part, plain_parts
 from advkeras.defenses.result import DefenseResult
 from advkeras.errors import InputError
-from advkeras.models import check_images, check_logits, compose, get_parts
+from advkeras.models import check_images, check_logits, compose
 
 L = tf.keras.layers
 
@@ -50,7 +50,7 @@ def initial_autoencoder(model: tf.keras.Model, train: Dataset, val: Dataset | No
     """
     check_logits(model)
     x = check_images(train.x, model, name="training images")
-    cnn, dnn = get_parts(model)
+    cnn, dnn = plain_parts(model)
     tf.keras.utils.set_random_seed(seed)
     ae = build_conv_autoencoder(x.shape[1:], filters=filters)
     inputs = x

@@ -12,10 +12,10 @@ import tensorflow as tf
 
 from advkeras.data.dataset import Dataset
 from advkeras.defenses.autoencoders.fitting import fit_arrays
-from advkeras.defenses.cloning import clone_part, cnn_features
+from advkeras.defenses.cloning import clone_part, cnn_features, plain_parts
 from advkeras.defenses.result import DefenseResult
 from advkeras.errors import InputError
-from advkeras.models import check_logits, compose, get_parts
+from advkeras.models import check_logits, compose
 
 L = tf.keras.layers
 
@@ -79,7 +79,7 @@ def middle_autoencoder(model: tf.keras.Model, train: Dataset, val: Dataset | Non
                        learning_rate: float = 1e-3, patience: int = 5, seed: int = 0) -> DefenseResult:
     """image -> cnn -> middle_ae -> dnn, with copies of the original (frozen) cnn and dnn."""
     check_logits(model)
-    cnn, dnn = get_parts(model)
+    cnn, dnn = plain_parts(model)
     feats = cnn_features(model, train.x)
     val_feats = None if val is None or not len(val) else cnn_features(model, val.x)
     ae, history = train_feature_autoencoder(feats, val_feats, code_size=code_size, hidden=hidden, epochs=epochs,
