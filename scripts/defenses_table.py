@@ -78,14 +78,18 @@ def main(argv: list[str] | None = None, **defaults) -> dict:
     if args.n_train:
         train = train.subset(np.random.default_rng(0).permutation(len(train))[:args.n_train])
     ev = test.subset(np.sort(np.random.default_rng(0).permutation(len(test))[:args.n_eval]))
+    saved = ROOT / "runs" / f"defenses_{args.tag}" / "original.keras"
     if args.model:
         model, epochs_run = load_model(args.model), None
+    elif saved.exists():
+        sys.exit(f"{saved} already holds a trained original; reuse it with --model {saved.relative_to(ROOT)}, "
+                 "or move it away to train a new one.")
     else:
         model = build_classifier(args.backbone, train.input_shape, train.n_classes, seed=0)
         fit = train_classifier(model, train, val, epochs=args.model_epochs, learning_rate=args.model_lr,
                                augment=True, seed=0, patience=6)
         epochs_run = len(fit.history["loss"])
-        save_model(model, ROOT / "runs" / f"defenses_{args.tag}" / "original.keras", overwrite=True)
+        save_model(model, saved)
     original = evaluate_classifier(model, test)
     print(f"original {args.backbone}: held-out accuracy {original['accuracy']:.3f} "
           f"({epochs_run} epochs, {time.time() - start:.0f} s)", flush=True)
@@ -94,7 +98,7 @@ def main(argv: list[str] | None = None, **defaults) -> dict:
     figs = out / "figures"
     figs.mkdir(parents=True, exist_ok=True)
     result = {"command": "python scripts/" + Path(sys.argv[0]).name + " " + " ".join(sys.argv[1:]),
-              "args": vars(args), "split": {k: len(d) for k, d in (("train", train), ("val", val), ("test", test))},
+              "args": vars(args), "n_eval_images": len(ev), "split": {k: len(d) for k, d in (("train", train), ("val", val), ("test", test))},
               "original": {"backbone": args.backbone, "epochs_run": epochs_run, "loaded": args.model,
                            "test_accuracy": original["accuracy"]}}
     grid = tuple(e / 255 for e in (1, 2, 3, 4, 6, 8, 12, 16))
@@ -136,10 +140,11 @@ def markdown(result: dict) -> str:
     lines.append("| original | " + " | ".join("0 (by definition)" for _ in t["attacks"]) +
                  f" | 0 | {acc['original']['mean']:.3f} |")
     for d, rows in s["recovered"].items():
-        cells = [f"{100 * rows[a]['mean']:.1f} ± {100 * rows[a]['std']:.1f}" for a in [*t["attacks"], "all"]]
+        cells = [_pct(rows[a]) for a in [*t["attacks"], "all"]]
         lines.append(f"| {d} | " + " | ".join(cells) + f" | {acc[d]['mean']:.3f} ± {acc[d]['std']:.3f} |")
     fooled = ", ".join(f"{a.upper()} {s['n_fooled'][a]['mean']:.0f}" for a in t["attacks"])
-    lines += ["", f"Initial adversarials that fooled the original (per seed, of {result['args']['n_eval']} "
+    n_eval = result.get("n_eval_images", result["args"]["n_eval"])
+    lines += ["", f"Initial adversarials that fooled the original (per seed, of {n_eval} "
               f"held-out images): {fooled}.", ""]
     n = result["new_adversarials"]
     lines += [f"| model | PGD success at eps {n['eps'] * 255:.0f}/255 (on correct) | median minimal Linf | "
@@ -153,6 +158,13 @@ def markdown(result: dict) -> str:
         lines.append(f"| {name} | {100 * r['success_rate_on_correct']:.1f} % | {linf_s} | {l2_s} | "
                      f"{100 * r['broken_within_grid']:.0f} % |")
     return "\n".join(lines)
+
+
+def _pct(cell: dict) -> str:
+    """mean ± std in percent; "-" when no seed had anything to measure (NaN, stored as null in JSON)."""
+    if cell["mean"] is None or not math.isfinite(cell["mean"]):
+        return "-"
+    return f"{100 * cell['mean']:.1f} ± {100 * cell['std']:.1f}"
 
 
 if __name__ == "__main__":

@@ -36,3 +36,11 @@ def fit_arrays(model: tf.keras.Model, x: np.ndarray, y: np.ndarray, val: tuple[n
     hist = model.fit(x, y, validation_data=val, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0,
                      callbacks=callbacks)
     return {k: [float(v) for v in vs] for k, vs in hist.history.items()}
+
+
+def best_epoch_losses(history: dict) -> dict[str, float | None]:
+    """Training and validation loss of the epoch whose weights `fit_arrays` kept (lowest validation
+    loss when there is validation data, else the last epoch)."""
+    val = history.get("val_loss")
+    best = int(np.argmin(val)) if val else len(history["loss"]) - 1
+    return {"train": float(history["loss"][best]), "val": float(val[best]) if val else None}

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from advkeras.data.dataset import Dataset
-from advkeras.defenses.autoencoders.fitting import fit_arrays
+from advkeras.defenses.autoencoders.fitting import best_epoch_losses, fit_arrays
 from advkeras.defenses.cloning import clone_part, plain_parts
 from advkeras.defenses.result import DefenseResult
 from advkeras.errors import InputError
@@ -65,5 +65,5 @@ def initial_autoencoder(model: tf.keras.Model, train: Dataset, val: Dataset | No
     defended = compose(clone_part(cnn, trainable=False), clone_part(dnn, trainable=False), before=[ae],
                        name=f"{model.name}_initial_ae")
     info = {"filters": list(filters), "noise": noise, "epochs_run": len(history["loss"]),
-            "train_mse": history["loss"][-1], "val_mse": min(history["val_loss"]) if "val_loss" in history else None}
+            **{f"{k}_mse": v for k, v in best_epoch_losses(history).items()}}
     return DefenseResult("initial-ae", defended, info, history)

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from advkeras.data.dataset import Dataset
-from advkeras.defenses.autoencoders.fitting import fit_arrays
+from advkeras.defenses.autoencoders.fitting import best_epoch_losses, fit_arrays
 from advkeras.defenses.cloning import clone_part, cnn_features, plain_parts
 from advkeras.defenses.result import DefenseResult
 from advkeras.errors import InputError
@@ -65,6 +65,12 @@ def train_feature_autoencoder(features: np.ndarray, val_features: np.ndarray | N
     return ae, history
 
 
+def _mse(history: dict) -> dict:
+    best = best_epoch_losses(history)
+    # The loss is in unit scale (features divided by their std), comparable across backbones.
+    return {"train_mse": best["train"], "val_mse": best["val"], "mse_scale": "features / their std"}
+
+
 class _ScaledMSE(tf.keras.losses.Loss):
     def __init__(self, scale: float):
         super().__init__(name="scaled_mse")
@@ -89,6 +95,5 @@ def middle_autoencoder(model: tf.keras.Model, train: Dataset, val: Dataset | Non
     defended = compose(clone_part(cnn, trainable=False), clone_part(dnn, trainable=False), between=[ae],
                        name=f"{model.name}_middle_ae")
     info = {"code_size": code_size, "hidden": list(hidden), "n_features": int(feats.shape[1]),
-            "epochs_run": len(history["loss"]), "train_mse": history["loss"][-1],
-            "val_mse": min(history["val_loss"]) if "val_loss" in history else None}
+            "epochs_run": len(history["loss"]), **_mse(history)}
     return DefenseResult("middle-ae", defended, info, history)
