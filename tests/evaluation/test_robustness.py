@@ -63,3 +63,20 @@ def test_lower_median_stays_on_the_grid_and_is_inf_only_when_most_resist():
     assert _lower_median(np.array([2 / 255, np.inf])) == 2 / 255  # exactly half resist: still finite
     assert _lower_median(np.array([2 / 255, np.inf, np.inf])) == np.inf
     assert np.isnan(_lower_median(np.array([])))
+
+
+def test_defense_table_over_two_seeds_averages_its_per_seed_rows(mnist_model, mnist_splits):
+    from advkeras.evaluation.robustness import defense_table
+
+    train, val, test = mnist_splits
+    table, models = defense_table(mnist_model, train.subset(np.arange(400)), val.subset(np.arange(100)),
+                                  test.subset(np.arange(60)), defenses={"middle-ae": {"epochs": 3}},
+                                  attacks=("fgsm",), eps=0.15, seeds=[0, 1], progress=False)
+    assert sorted(models) == [0, 1] and models[0]["middle-ae"] is not models[1]["middle-ae"]
+    rows = [s["recovered"]["middle-ae"]["fgsm"] for s in table["per_seed"]]
+    cell = table["summary"]["recovered"]["middle-ae"]["fgsm"]
+    assert cell["values"] == rows and cell["mean"] == pytest.approx(np.mean(rows))
+    assert all(0 <= r <= 1 for r in rows) and table["per_seed"][0]["n_fooled"]["fgsm"] > 0
+    # Each seed rebuilds the defense: the two middle autoencoders are trained from different starts.
+    w0, w1 = (m["middle-ae"].get_layer("middle_ae").get_weights()[0] for m in models.values())
+    assert not np.allclose(w0, w1)
