@@ -1,9 +1,9 @@
 """Attacks: one entry point (`generate`) over foolbox, compiled native TF attacks and ART."""
 from advkeras.attacks.base import Attack
-from advkeras.attacks.minimal import DEFAULT_EPS_GRID, minimal_eps
+from advkeras.attacks.minimal import DEFAULT_EPS_GRID, MinimalAdversarials, minimal_adversarials, minimal_eps
 from advkeras.attacks.native import NativeBIM, NativeFGSM, NativePGD, linf_pgd
 from advkeras.attacks.registry import REGISTRY, attack_names, generate, get_attack
 from advkeras.attacks.result import AttackResult
 
 __all__ = ["Attack", "AttackResult", "DEFAULT_EPS_GRID", "NativeBIM", "NativeFGSM", "NativePGD", "REGISTRY", "attack_names",
-           "generate", "get_attack", "linf_pgd", "minimal_eps"]
+           "generate", "get_attack", "linf_pgd", "minimal_adversarials", "minimal_eps", "MinimalAdversarials"]

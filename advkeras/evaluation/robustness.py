@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from advkeras.attacks import DEFAULT_EPS_GRID, AttackResult, generate, minimal_eps
+from advkeras.attacks import DEFAULT_EPS_GRID, AttackResult, generate, minimal_adversarials
 from advkeras.attacks.base import predict_labels
 from advkeras.data.dataset import Dataset
 from advkeras.errors import InputError
@@ -80,9 +80,10 @@ def new_adversarials(models: Mapping[str, tf.keras.Model], x: np.ndarray, y: np.
     for name, model in tqdm(models.items(), desc=f"new adversarials ({attack})", unit="model", disable=not progress):
         res = generate(model, x, y, attack, eps=eps, backend=backend, seed=seed, progress=False, **params)
         fixed[name] = res
-        m = minimal_eps(model, x, y, attack, eps_grid=eps_grid, backend=backend, seed=seed, progress=False, **params)
+        minimal = minimal_adversarials(model, x, y, attack, eps_grid=eps_grid, backend=backend, seed=seed,
+                                       progress=False, **params)
+        m, l2 = minimal.eps, minimal.l2
         correct = m > 0
-        l2 = _l2_at_minimal_eps(model, x, y, m, attack, backend, seed, params)
         rows[name] = {"success_rate": res.success_rate, "success_rate_on_correct": res.success_rate_on_correct,
                       "n_correct": int(correct.sum()),
                       "median_min_linf": _lower_median(m[correct]),
@@ -97,18 +98,6 @@ def _lower_median(values: np.ndarray) -> float:
     if not len(values):
         return float("nan")
     return float(np.sort(values)[(len(values) - 1) // 2])
-
-
-def _l2_at_minimal_eps(model, x, y, m, attack, backend, seed, params) -> np.ndarray:
-    """L2 norm of each sample's adversarial at its minimal eps (inf where none was found or the re-run
-    with a different random start does not succeed; 0 for images already misclassified)."""
-    l2 = np.where(m == 0, 0.0, np.inf)
-    for eps in np.unique(m[np.isfinite(m) & (m > 0)]):
-        idx = np.flatnonzero(m == eps)
-        res = generate(model, x[idx], y[idx], attack, eps=float(eps), backend=backend, seed=seed, progress=False,
-                       **params)
-        l2[idx[res.success]] = res.l2[res.success]
-    return l2
 
 
 def defense_table(model: tf.keras.Model, train: Dataset, val: Dataset | None, test: Dataset, *,
