@@ -26,3 +26,10 @@ def test_defend_refuses_a_missing_model(tmp_path):
     result = CliRunner().invoke(main, ["defend", "--defense", "encoder", "--model", str(tmp_path / "none.keras"),
                                        "--out", str(tmp_path / "o")])
     assert result.exit_code != 0 and "does not exist" in result.output and "Traceback" not in result.output
+
+
+def test_defend_refuses_an_option_that_would_be_ignored(tmp_path):
+    result = CliRunner().invoke(main, ["defend", "--defense", "encoder", "--form", "online-pgd",
+                                       "--out", str(tmp_path / "o")])
+    assert result.exit_code != 0 and "adversarial-training only" in result.output
+    assert not (tmp_path / "o").exists()  # refused before any work
