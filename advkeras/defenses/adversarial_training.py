@@ -83,10 +83,12 @@ class PGDTrainer(tf.keras.Model):
                          random_start=self.random_start)
         with tf.GradientTape() as tape:
             logits_adv = self.classifier(x_adv, training=True)
-            loss = self.compiled_loss(y, logits_adv, regularization_losses=self.classifier.losses)
+            loss = self.compiled_loss(y, logits_adv)
             if self.clean_weight:
                 logits = self.classifier(x, training=True)
                 loss = (1 - self.clean_weight) * loss + self.clean_weight * self.compiled_loss(y, logits)
+            if self.classifier.losses:  # weight penalties count once, whatever the clean/adversarial mix
+                loss += tf.nn.scale_regularization_loss(tf.add_n(self.classifier.losses))
         self.optimizer.minimize(loss, self.classifier.trainable_variables, tape=tape)
         self.compiled_metrics.update_state(y, logits_adv)
         return {"loss": loss, **{m.name: m.result() for m in self.metrics if m.name != "loss"}}
