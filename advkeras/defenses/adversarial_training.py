@@ -127,6 +127,7 @@ def pgd_training(model: tf.keras.Model, train: Dataset | tf.data.Dataset, val: D
                         loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     val_pipe = None
     if val is not None and len(val):
+        check_images(val.x, model, name="validation images")
         val_pipe = make_pipeline(val, batch_size=batch_size, shuffle=False, augment=False, seed=seed)
     callbacks = [EpochBar(epochs, "PGD training")] if progress else []
     hist = trainer.fit(pipe, validation_data=val_pipe, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=0,

@@ -79,6 +79,8 @@ def train_classifier(model: tf.keras.Model, train: Dataset, val: Dataset | None 
     restores the best weights. Held-out metrics are computed on `test` when given."""
     check_logits(model)
     check_images(train.x, model, name="training images")
+    if val is not None and len(val):
+        check_images(val.x, model, name="validation images")
     tf.keras.utils.set_random_seed(seed)
     model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate),
                   loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),

@@ -100,3 +100,22 @@ def test_a_defense_refuses_a_model_whose_extra_layers_it_would_drop(middle, smal
 
     with pytest.raises(ModelError, match="would drop its top-level layer\\(s\\) middle_ae"):
         build_defense("initial-ae", middle.model, *small[:2], epochs=1)
+
+
+def test_mismatched_validation_images_or_middle_autoencoder_get_a_clear_error(mnist_model, middle, small):
+    from advkeras.data.dataset import Dataset
+    from advkeras.defenses.autoencoders import encoder_defense
+    from advkeras.errors import InputError
+
+    rgb = Dataset(np.zeros((4, 28, 28, 3), np.float32), np.zeros(4, np.int64), None, small[1].class_names, "rgb")
+    with pytest.raises(InputError, match="validation images"):
+        initial_autoencoder(mnist_model, small[0], rgb, epochs=1)
+    other = build_dense_autoencoder_model(7)
+    with pytest.raises(InputError, match="reads 7 features"):
+        encoder_defense(mnist_model, *small[:2], middle=other, epochs=1)
+
+
+def build_dense_autoencoder_model(n_features):
+    from advkeras.defenses.autoencoders import build_dense_autoencoder
+
+    return build_dense_autoencoder(n_features, code_size=2, hidden=(4,))

@@ -57,7 +57,8 @@ def initial_autoencoder(model: tf.keras.Model, train: Dataset, val: Dataset | No
     if noise > 0:
         rng = np.random.default_rng(seed)
         inputs = np.clip(x + rng.normal(0, noise, x.shape), 0, 1).astype(np.float32)
-    val_data = None if val is None or not len(val) else (val.x, val.x)
+    val_x = None if val is None or not len(val) else check_images(val.x, model, name="validation images")
+    val_data = None if val_x is None else (val_x, val_x)
     history = fit_arrays(ae, inputs, x, val_data, loss=tf.keras.losses.MeanSquaredError(), epochs=epochs,
                          batch_size=batch_size, learning_rate=learning_rate, patience=patience, seed=seed,
                          desc="initial autoencoder")
