@@ -41,6 +41,9 @@ def parse(argv: list[str] | None = None, **defaults) -> argparse.Namespace:
     p.add_argument("--train-share", type=float, default=1 / 3,
                    help="share of the training images each attack perturbs for adversarial training")
     p.add_argument("--retrain-epochs", type=int, default=2)
+    p.add_argument("--retrain-lr", type=float, default=5e-4,
+                   help="adversarial retraining learning rate (the library default; use the original's for VGG16)")
+    p.add_argument("--defenses", nargs="+", default=list(NAMES), choices=NAMES, help="defenses to build")
     p.add_argument("--ae-epochs", type=int, default=6, help="initial autoencoder epochs")
     p.add_argument("--tag", default="idc_vgg_mini", help="file name stem of the outputs")
     p.add_argument("--out", default=str(ROOT / "docs" / "results"))
@@ -56,10 +59,12 @@ def iterative(steps: int) -> dict:
 
 def defense_params(args: argparse.Namespace) -> dict:
     steps = {"bim": iterative(args.train_attack_steps), "pgd": iterative(args.train_attack_steps)}
-    return {"adversarial-training": {"attacks": ATTACKS, "eps": args.eps, "attack_params": steps,
-                                     "share": args.train_share, "epochs": args.retrain_epochs},
-            "middle-ae": {"epochs": 40}, "encoder": {"epochs": 60},
-            "initial-ae": {"epochs": args.ae_epochs}}
+    params = {"adversarial-training": {"attacks": ATTACKS, "eps": args.eps, "attack_params": steps,
+                                       "share": args.train_share, "epochs": args.retrain_epochs,
+                                       "learning_rate": args.retrain_lr},
+              "middle-ae": {"epochs": 40}, "encoder": {"epochs": 60},
+              "initial-ae": {"epochs": args.ae_epochs}}
+    return {name: params[name] for name in args.defenses}
 
 
 def main(argv: list[str] | None = None, **defaults) -> dict:
