@@ -51,14 +51,10 @@ def parse(argv: list[str] | None = None, **defaults) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def iterative(steps: int) -> dict:
-    """BIM/PGD parameters for `steps` steps of 2.5 eps / steps each (Madry et al.'s rule), so the
-    attack can cross the eps ball whatever the step count (foolbox's PGD default assumes 40 steps)."""
-    return {"steps": steps, "rel_stepsize": 2.5 / steps}
-
-
 def defense_params(args: argparse.Namespace) -> dict:
-    steps = {"bim": iterative(args.train_attack_steps), "pgd": iterative(args.train_attack_steps)}
+    from advkeras.attacks import iterative_params
+
+    steps = {"bim": iterative_params(args.train_attack_steps), "pgd": iterative_params(args.train_attack_steps)}
     params = {"adversarial-training": {"attacks": ATTACKS, "eps": args.eps, "attack_params": steps,
                                        "share": args.train_share, "epochs": args.retrain_epochs,
                                        "learning_rate": args.retrain_lr},
@@ -71,6 +67,7 @@ def main(argv: list[str] | None = None, **defaults) -> dict:
     args = parse(argv, **defaults)
     import numpy as np
 
+    from advkeras.attacks import iterative_params
     from advkeras.data import load_sample, split_by_group
     from advkeras.evaluation.defense_figures import (plot_new_adversarial_rates, plot_new_adversarials,
                                                      plot_recovery)
@@ -98,7 +95,7 @@ def main(argv: list[str] | None = None, **defaults) -> dict:
     original = evaluate_classifier(model, test)
     print(f"original {args.backbone}: held-out accuracy {original['accuracy']:.3f} "
           f"({epochs_run} epochs, {time.time() - start:.0f} s)", flush=True)
-    attack_params = {"pgd": iterative(args.pgd_steps)}  # BIM keeps foolbox's default (10 steps of 0.2 eps)
+    attack_params = {"pgd": iterative_params(args.pgd_steps)}  # BIM keeps foolbox's default (10 steps of 0.2 eps)
     out = Path(args.out)
     figs = out / "figures"
     figs.mkdir(parents=True, exist_ok=True)
@@ -120,8 +117,8 @@ def main(argv: list[str] | None = None, **defaults) -> dict:
             new_models = {"original": model, **models_by_seed[seed]}
             pick = np.sort(np.random.default_rng(0).permutation(len(test))[:args.n_new])  # both classes, all patients
             rows, fixed = new_adversarials(new_models, test.x[pick], test.y[pick], attack="pgd",
-                                           eps=args.eps, eps_grid=grid, seed=seed, **iterative(args.pgd_steps))
-            result["new_adversarials"] = {"attack": "pgd", **iterative(args.pgd_steps), "eps": args.eps,
+                                           eps=args.eps, eps_grid=grid, seed=seed, **iterative_params(args.pgd_steps))
+            result["new_adversarials"] = {"attack": "pgd", **iterative_params(args.pgd_steps), "eps": args.eps,
                                           "eps_grid": grid, "n": int(len(pick)), "seed": seed, "rows": rows}
             fig_paths = {"fig10": plot_new_adversarials(fixed, figs / f"defenses_{args.tag}_fig10.png",
                                                         n_samples=3, class_names=test.class_names),

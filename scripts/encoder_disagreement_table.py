@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -29,8 +28,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", default=str(ROOT / "docs" / "results" / "encoder_disagreement_idc_vgg_mini.json"))
     args = p.parse_args(argv)
 
-    from defenses_table import iterative
-
+    from advkeras.attacks import iterative_params
     from advkeras.data import load_sample, split_by_group
     from advkeras.defenses import encoder_defense, middle_autoencoder
     from advkeras.detectors import EncoderDisagreementDetector
@@ -43,7 +41,7 @@ def main(argv: list[str] | None = None) -> dict:
     train, val, test = split_by_group(load_sample("idc"), seed=0)
     model = load_model(args.model)
     adv = initial_adversarials(model, test.x, test.y, ("fgsm", "bim", "pgd"), eps=args.eps, seed=0,
-                               attack_params={"pgd": iterative(args.pgd_steps)})
+                               attack_params={"pgd": iterative_params(args.pgd_steps)})
     per_seed = []
     for seed in args.seeds:
         middle = middle_autoencoder(model, train, val, epochs=40, seed=seed)

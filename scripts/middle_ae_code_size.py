@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from defenses_table import ATTACKS, iterative  # noqa: E402
+from defenses_table import ATTACKS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse(argv)
     import numpy as np
 
-    from advkeras.attacks import generate
+    from advkeras.attacks import generate, iterative_params
     from advkeras.data import load_sample, split_by_group
     from advkeras.defenses import encoder_defense, middle_autoencoder
     from advkeras.evaluation.robustness import clean_accuracy, initial_adversarials, mean_std, recovery_rates
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
     ev = test.subset(np.sort(np.random.default_rng(0).permutation(len(test))[:args.n_eval]))
     new = test.subset(np.sort(np.random.default_rng(0).permutation(len(test))[:args.n_new]))
     model = load_model(args.model)
-    pgd = iterative(args.pgd_steps)
+    pgd = iterative_params(args.pgd_steps)
     rows: dict[int, list[dict]] = {c: [] for c in args.code_sizes}
     fooled: dict[int, dict[str, int]] = {}
     for seed in args.seeds:

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from advkeras.assess.context import RunContext
+from advkeras.attacks import iterative_params
 from advkeras.defenses.build import build_defense, check_defense_params, reuses_middle
 from advkeras.detectors.encoder_disagreement import EncoderDisagreementDetector
 from advkeras.evaluation.defense_figures import plot_new_adversarial_rates, plot_new_adversarials, plot_recovery
@@ -63,10 +64,7 @@ def stage_defenses(ctx: RunContext) -> None:
     ctx.defended.update(models)  # later stages (activation graphs) compare these with the original
     ev = ctx.eval_set()
     ev = ev.subset(slice(0, min(len(ev), int(cfg["max_eval"]))))
-    n = int(cfg["attack_steps"])
-    # Steps of 2.5 eps / n (Madry et al.) let BIM/PGD cross the eps ball for any n; foolbox's PGD
-    # default step (eps / 30) assumes 40 steps and barely leaves the random start with 10.
-    steps = {a: {"steps": n, "rel_stepsize": 2.5 / n} for a in ("bim", "pgd")}
+    steps = {a: iterative_params(int(cfg["attack_steps"])) for a in ("bim", "pgd")}
     adv = initial_adversarials(ctx.model, ev.x, ev.y, cfg["attacks"], eps=cfg["eps"], seed=ctx.seed,
                                attack_params=steps, progress=False)
     recovered = recovery_rates(models, adv)

@@ -4,6 +4,7 @@ from advkeras.attacks.minimal import DEFAULT_EPS_GRID, MinimalAdversarials, mini
 from advkeras.attacks.native import NativeBIM, NativeFGSM, NativePGD, linf_pgd
 from advkeras.attacks.registry import REGISTRY, attack_names, generate, get_attack
 from advkeras.attacks.result import AttackResult
+from advkeras.attacks.steps import iterative_params
 
 __all__ = ["Attack", "AttackResult", "DEFAULT_EPS_GRID", "NativeBIM", "NativeFGSM", "NativePGD", "REGISTRY", "attack_names",
-           "generate", "get_attack", "linf_pgd", "minimal_adversarials", "minimal_eps", "MinimalAdversarials"]
+           "generate", "get_attack", "iterative_params", "linf_pgd", "minimal_adversarials", "minimal_eps", "MinimalAdversarials"]

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import click
 
+from advkeras.attacks.steps import iterative_params
 from advkeras.cli.options import COUNT, LINF_EPS, common_options, confirm_overwrite
 
 CHOICES = ("adversarial-training", "middle-ae", "encoder", "initial-ae")
 # The paper's retraining as scripts/defenses_table.py runs it (the assess stage's default is a lighter,
 # FGSM-only variant): FGSM, BIM and PGD (5 steps of 2.5 eps / 5) on a third of the training images each.
 PAPER_RETRAINING = {"attacks": ["fgsm", "bim", "pgd"], "share": 1 / 3, "epochs": 2,
-                    "attack_params": {a: {"steps": 5, "rel_stepsize": 0.5} for a in ("bim", "pgd")}}
+                    "attack_params": {a: iterative_params(5) for a in ("bim", "pgd")}}
 
 
 @click.command("defend")
