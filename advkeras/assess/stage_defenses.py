@@ -14,7 +14,7 @@ from typing import Any
 
 from advkeras.assess.context import RunContext
 from advkeras.attacks import iterative_params
-from advkeras.defenses.build import build_defense, check_defense_params, reuses_middle
+from advkeras.defenses.build import build_defenses
 from advkeras.detectors.encoder_disagreement import EncoderDisagreementDetector
 from advkeras.evaluation.defense_figures import plot_new_adversarial_rates, plot_new_adversarials, plot_recovery
 from advkeras.evaluation.detection import binary_detection_metrics, detection_metrics
@@ -40,26 +40,13 @@ def settings(config: dict) -> dict:
     return {**DEFAULTS, **user, "params": params}
 
 
-def build_all(cfg: dict, model, train, val, seed: int) -> dict:
-    """Every configured defense (the encoder reuses the middle autoencoder when both are built)."""
-    for name in cfg["names"]:  # all names and parameters checked before any training
-        check_defense_params(name, cfg["params"].get(name, {}))
-    built, middle = {}, None
-    for name in sorted(cfg["names"], key=lambda n: n != "middle-ae"):
-        params = dict(cfg["params"].get(name, {}))
-        if middle is not None and reuses_middle(name, params):
-            params["middle"] = middle
-        built[name] = build_defense(name, model, train, val, seed=seed, **params)
-        middle = built[name] if name == "middle-ae" else middle
-    return {n: built[n] for n in cfg["names"]}
-
-
 def stage_defenses(ctx: RunContext) -> None:
     cfg = settings(ctx.config)
     if not cfg["enabled"] or not cfg["names"]:
         return
     start = time.perf_counter()
-    built = build_all(cfg, ctx.model, ctx.train, ctx.val, ctx.seed)
+    built = build_defenses({n: cfg["params"].get(n, {}) for n in cfg["names"]}, ctx.model, ctx.train, ctx.val,
+                           seed=ctx.seed)
     models = {n: r.model for n, r in built.items()}
     ctx.defended.update(models)  # later stages (activation graphs) compare these with the original
     ev = ctx.eval_set()

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import tensorflow as tf
 
@@ -28,23 +28,41 @@ def build_defense(name: str, model: tf.keras.Model, train: Dataset, val: Dataset
     return DEFENSES[name](model, train, val, seed=seed, **params)
 
 
+def build_defenses(defenses: Mapping[str, dict[str, Any]], model: tf.keras.Model, train: Dataset,
+                   val: Dataset | None = None, *, seed: int = 0) -> dict[str, DefenseResult]:
+    """Build every defense of `defenses` (name -> builder parameters), in that order, all checked first.
+
+    The encoder reuses the middle autoencoder built here with the same seed, unless its own
+    parameters configure a middle autoencoder of their own."""
+    for name, params in defenses.items():
+        check_defense_params(name, params)
+    built: dict[str, DefenseResult] = {}
+    for name in sorted(defenses, key=lambda n: n != "middle-ae"):
+        params = dict(defenses[name])
+        if "middle-ae" in built and reuses_middle(name, params):
+            params.setdefault("middle", built["middle-ae"])
+        built[name] = build_defense(name, model, train, val, seed=seed, **params)
+    return {name: built[name] for name in defenses}
+
+
 def reuses_middle(name: str, params: dict[str, Any]) -> bool:
     """Whether defense `name` with `params` can reuse an already trained middle autoencoder: only the
     encoder can, and only when its params do not configure a middle autoencoder of its own."""
-    if name != "encoder":
-        return False
-    own = {p for p, v in inspect.signature(DEFENSES["encoder"]).parameters.items() if v.kind is v.KEYWORD_ONLY}
-    return set(params) <= own
+    return name == "encoder" and set(params) <= _keyword_params(DEFENSES["encoder"])
+
+
+def _keyword_params(builder: Callable) -> set[str]:
+    return {p for p, v in inspect.signature(builder).parameters.items() if v.kind is v.KEYWORD_ONLY and p != "seed"}
 
 
 def check_defense_params(name: str, params: dict[str, Any]) -> None:
     """Refuse an unknown defense name or parameter up front (before hours of training elsewhere)."""
     if name not in DEFENSES:
         raise InputError(f"unknown defense {name!r}; choose one of: {', '.join(DEFENSES)}.")
-    builders = [DEFENSES[name]] + ([middle_autoencoder] if name == "encoder" else [])  # encoder passes extras on
-    accepted = list(dict.fromkeys(p for b in builders for p, v in inspect.signature(b).parameters.items()
-                                  if v.kind is v.KEYWORD_ONLY and p != "seed"))
-    unknown = sorted(set(params) - set(accepted))
+    accepted = _keyword_params(DEFENSES[name])
+    if name == "encoder":
+        accepted |= _keyword_params(middle_autoencoder)  # the encoder passes these on to its middle autoencoder
+    unknown = sorted(set(params) - accepted)
     if unknown:
         raise InputError(f"{name} has no parameter {', '.join(map(repr, unknown))}; it accepts: "
-                         f"{', '.join(accepted)}.")
+                         f"{', '.join(sorted(accepted))}.")

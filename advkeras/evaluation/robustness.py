@@ -110,25 +110,14 @@ def defense_table(model: tf.keras.Model, train: Dataset, val: Dataset | None, te
     `defenses` maps a defense name (see `advkeras.defenses.DEFENSES`) to its builder parameters.
     Returns (table, defended models per seed); the table holds per-seed values and mean/std.
     """
-    from advkeras.defenses.build import build_defense, check_defense_params, reuses_middle  # evaluation sits above
+    from advkeras.defenses.build import build_defenses  # evaluation sits above defenses
 
     if not seeds or not defenses:
         raise InputError("defense_table needs at least one seed and one defense.")
-    for name, params in defenses.items():
-        check_defense_params(name, params)
     per_seed, models_by_seed = [], {}
     for seed in tqdm(seeds, desc="Table 1 seeds", unit="seed", disable=not progress):
-        built: dict[str, tf.keras.Model] = {}
-        middle = None
-        # The encoder defense reuses the middle autoencoder of the same seed when both are asked for.
-        for name in sorted(defenses, key=lambda n: n != "middle-ae"):
-            params = dict(defenses[name])
-            if middle is not None and reuses_middle(name, params):
-                params.setdefault("middle", middle)
-            result = build_defense(name, model, train, val, seed=seed, **params)
-            middle = result if name == "middle-ae" else middle
-            built[name] = result.model
-        models_by_seed[seed] = {n: built[n] for n in defenses}
+        built = build_defenses(defenses, model, train, val, seed=seed)
+        models_by_seed[seed] = {n: r.model for n, r in built.items()}
         adv = initial_adversarials(model, test.x, test.y, attacks, eps=eps, backend=backend, seed=seed,
                                    attack_params=attack_params, progress=progress)
         per_seed.append({"recovered": {d: {a: r["recovered"] for a, r in rows.items()}

@@ -49,11 +49,12 @@ def encoder_defense(model: tf.keras.Model, train: Dataset, val: Dataset | None =
     elif middle_params:
         raise InputError(f"{', '.join(sorted(middle_params))} configure a new middle autoencoder, but `middle` "
                          "gives a trained one; drop them or drop `middle`.")
-    width, expected = int(encoder_of(middle).input_shape[-1]), int(cnn.output_shape[-1])
+    trained = encoder_of(middle)
+    width, expected = int(trained.input_shape[-1]), int(cnn.output_shape[-1])
     if width != expected:
         raise InputError(f"the given middle autoencoder reads {width} features but {model.name!r}'s cnn gives "
                          f"{expected}; pass the middle autoencoder built for this model.")
-    encoder = clone_part(encoder_of(middle), trainable=False)
+    encoder = clone_part(trained, trainable=False)
     codes = batched(encoder, cnn_features(model, train.x))
     val_data = None
     if val is not None and len(val):

@@ -65,12 +65,6 @@ def train_feature_autoencoder(features: np.ndarray, val_features: np.ndarray | N
     return ae, history
 
 
-def _mse(history: dict) -> dict:
-    best = best_epoch_losses(history)
-    # The loss is in unit scale (features divided by their std), comparable across backbones.
-    return {"train_mse": best["train"], "val_mse": best["val"], "mse_scale": "features / their std"}
-
-
 class _ScaledMSE(tf.keras.losses.Loss):
     def __init__(self, scale: float):
         super().__init__(name="scaled_mse")
@@ -95,5 +89,6 @@ def middle_autoencoder(model: tf.keras.Model, train: Dataset, val: Dataset | Non
     defended = compose(clone_part(cnn, trainable=False), clone_part(dnn, trainable=False), between=[ae],
                        name=f"{model.name}_middle_ae")
     info = {"code_size": code_size, "hidden": list(hidden), "n_features": int(feats.shape[1]),
-            "epochs_run": len(history["loss"]), **_mse(history)}
+            "epochs_run": len(history["loss"]), **{f"{k}_mse": v for k, v in best_epoch_losses(history).items()},
+            "mse_scale": "features / their std"}  # the loss's unit scale, comparable across backbones
     return DefenseResult("middle-ae", defended, info, history)
