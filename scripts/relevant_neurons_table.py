@@ -69,6 +69,25 @@ def _cell(r: dict) -> str:
     return f"{r['accuracy']:.3f} / {r['tpr']:.3f} / {r['fpr']:.3f} / {r['auc']:.3f} / {r['tpr_at_5fpr']:.3f}"
 
 
+def _setting(r: dict) -> tuple:
+    """What identifies a detector setting across attacks: detector, mu, neuron set, with/without label."""
+    return r["detector"], r.get("mu"), r.get("neuron_set"), r.get("with_label")
+
+
+def _setting_rows(keys: list[tuple], rows: list[dict], tests: list[str], *, skip_empty: bool) -> list[str]:
+    """One table row per setting, one cell per tested attack ("-" where that pair was not run)."""
+    lines = []
+    for k in keys:
+        hits = [[r for r in rows if r["test"] == t and _setting(r) == k] for t in tests]
+        cells = [_cell(hit[0]) if hit else "-" for hit in hits]
+        if skip_empty and all(c == "-" for c in cells):
+            continue
+        label = "" if k[3] is None else ("with" if k[3] else "without")
+        mu = "" if k[1] is None else f"{k[1]:g}"
+        lines.append(f"| {k[0]} | {mu} | {k[2] or ''} | {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def render(path: str) -> str:
     """Markdown tables (same-attack, cross-attack, neuron-set sizes) from one result JSON."""
     d = json.loads(Path(path).read_text())
@@ -84,36 +103,15 @@ def render(path: str) -> str:
             "TPR at 5 % FPR (threshold from out-of-bag or fitting-set clean scores).", "",
             "| detector | mu | set | label | " + " | ".join(attacks) + " |", "|---" * (4 + len(attacks)) + "|"]
     same = [r for r in rows if r["train"] == r["test"]]
-    keys = []
-    for r in same:
-        k = (r["detector"], r.get("mu"), r.get("neuron_set"), r.get("with_label"))
-        if k not in keys:
-            keys.append(k)
-    for k in keys:
-        cells = []
-        for a in attacks:
-            hit = [r for r in same if r["test"] == a and (r["detector"], r.get("mu"), r.get("neuron_set"),
-                                                          r.get("with_label")) == k]
-            cells.append(_cell(hit[0]) if hit else "-")
-        label = "" if k[3] is None else ("with" if k[3] else "without")
-        mu = "" if k[1] is None else f"{k[1]:g}"
-        out.append(f"| {k[0]} | {mu} | {k[2] or ''} | {label} | " + " | ".join(cells) + " |")
+    keys = list(dict.fromkeys(_setting(r) for r in same))
+    out += _setting_rows(keys, same, attacks, skip_empty=False)
     cross = [r for r in rows if r["train"] == "fgsm" and r["test"] != "fgsm"]
     if cross:
         tests = sorted({r["test"] for r in cross})
         out += ["", "Cross-attack: fitted on FGSM only, tested on unseen images of the other attacks.", "",
                 "| detector | mu | set | label | " + " | ".join(f"FGSM -> {t}" for t in tests) + " |",
                 "|---" * (4 + len(tests)) + "|"]
-        for k in keys:
-            cells = []
-            for t in tests:
-                hit = [r for r in cross if r["test"] == t and (r["detector"], r.get("mu"), r.get("neuron_set"),
-                                                               r.get("with_label")) == k]
-                cells.append(_cell(hit[0]) if hit else "-")
-            if any(c != "-" for c in cells):
-                label = "" if k[3] is None else ("with" if k[3] else "without")
-                mu = "" if k[1] is None else f"{k[1]:g}"
-                out.append(f"| {k[0]} | {mu} | {k[2] or ''} | {label} | " + " | ".join(cells) + " |")
+        out += _setting_rows(keys, cross, tests, skip_empty=True)
     out += ["", "Neurons selected per class (mean over classes, and % of all neurons), per attack and mu:", "",
             "| attack | mu | clean | adv | shared | sym_diff | solver converged (clean / adv) |", "|---|---|---|---|---|---|---|"]
     for a, per_mu in d["neuron_sets"].items():
