@@ -8,6 +8,7 @@ from typing import Any
 import tensorflow as tf
 
 from advkeras.data.dataset import Dataset
+from advkeras.data.sampling import stratified_subset
 
 
 @dataclass
@@ -37,7 +38,9 @@ class RunContext:
         folder.mkdir(parents=True, exist_ok=True)
         return folder / filename
 
-    def eval_set(self) -> Dataset:
-        """The held-out images the stages attack and detect on."""
-        n = int(self.config.get("max_eval") or len(self.test))
-        return self.test if n >= len(self.test) else self.test.subset(slice(0, n))
+    def eval_set(self, n: int | None = None) -> Dataset:
+        """The held-out images the stages attack and detect on: up to `max_eval` (or `n`, if smaller) drawn
+        with the run's seed, stratified by class and spread over patients; the same draw for every stage."""
+        n_max = int(self.config.get("max_eval") or len(self.test))
+        n = n_max if n is None else min(int(n), n_max)
+        return stratified_subset(self.test, n, seed=self.seed)

@@ -5,8 +5,10 @@ from advkeras.data.folder import load_image_folder
 from advkeras.data.idc import IDC_CLASSES, load_idc
 from advkeras.data.mnist import load_mnist_idx, read_idx
 from advkeras.data.samples import SAMPLES, load_sample
+from advkeras.data.sampling import composition, stratified_indices, stratified_subset
 from advkeras.data.split import split_by_group, split_random
 from advkeras.data.resolve import load_dataset
 
 __all__ = ["Dataset", "DataError", "IDC_CLASSES", "SAMPLES", "load_dataset", "load_idc", "load_image_folder",
-           "load_mnist_idx", "load_sample", "read_idx", "split_by_group", "split_random"]
+           "load_mnist_idx", "load_sample", "read_idx", "split_by_group", "split_random", "composition",
+           "stratified_indices", "stratified_subset"]
