@@ -1,16 +1,34 @@
-"""The risk summary: one level per threat (high / medium / low) with the numbers that justify it.
+"""The risk summary: one level per threat (high / medium / low) with the evidence behind it.
 
-The rules are deliberately simple and printed in the report, so a risk officer can check them:
-- evasion: share of correctly classified held-out images an attack flips at a small budget;
-- residual risk after the best defense, and its accuracy cost;
-- detection: the best detector's detection rate at 5 % false positives;
-- attack processes: share of simulated attack campaigns caught by prediction similarity.
+The rules are simple and printed in the report exactly as applied (`RULES`), so a risk officer can check
+them. Every level names its evidence: the attack (the strongest run at the budget), eps, n, and for
+detectors the false-positive rate actually reached on test images, not the one aimed at.
 """
 from __future__ import annotations
 
 from typing import Any
 
 SMALL_EPS = 4.05 / 255  # at or below 4/255 (configs write eps rounded, e.g. 0.01569) is invisible on 8-bit images
+HIGH, MEDIUM = 0.5, 0.2  # evasion: success on correctly classified images at which the level is high / medium
+DETECT_LOW, DETECT_MEDIUM = 0.9, 0.5  # detection at the reached FPR at which the risk is low / medium
+PROCESS_LOW, PROCESS_MEDIUM, PROCESS_MAX_BENIGN = 0.995, 0.9, 0.01
+
+RULES = [
+    f"Evasion: the strongest attack run at a budget of at most 4/255 (else the smallest budget run) flips a "
+    f"share s of correctly classified held-out images; high if s >= {HIGH:.0%}, medium if s >= {MEDIUM:.0%}, "
+    "else low. Low needs the model's sanity checks passed, else medium (gradient masking suspected).",
+    "Evasion after the best defense: degenerate defenses are never chosen. Among the others, the one with the "
+    "lowest worst-case success (the highest of its white-box and transferred attacks at the defense eps) is "
+    f"best; high if that success >= {HIGH:.0%}, medium if >= {MEDIUM:.0%}, else low; low needs its sanity "
+    "checks passed.",
+    f"Adversarial inputs going unnoticed: the detector with the highest detection rate d at the 5 % FPR "
+    f"threshold; low if d >= {DETECT_LOW:.0%}, medium if d >= {DETECT_MEDIUM:.0%}, else high. Not low when the "
+    "false-positive rate reached on test is above 5 % beyond its 95 % interval, or the calibration set was "
+    "too small for the 5 % rate.",
+    f"Attack campaigns through the API: share c of simulated attack processes caught, share b of benign users "
+    f"flagged; low if c >= {PROCESS_LOW:.1%} and b <= {PROCESS_MAX_BENIGN:.0%}, medium if c >= "
+    f"{PROCESS_MEDIUM:.0%}, else high. These numbers are not adaptive (no history flushing or many ids).",
+]
 
 
 def eps_label(eps: float | None) -> str:
@@ -21,51 +39,125 @@ def eps_label(eps: float | None) -> str:
     return f"{levels:.0f}/255" if abs(levels - round(levels)) < 0.05 else f"{levels:.1f}/255"
 
 
-def _level(value: float, high: float, medium: float, higher_is_riskier: bool = True) -> str:
-    v = value if higher_is_riskier else -value
-    h, m = (high, medium) if higher_is_riskier else (-high, -medium)
-    return "high" if v >= h else "medium" if v >= m else "low"
+def _level(value: float, high: float, medium: float) -> str:
+    return "high" if value >= high else "medium" if value >= medium else "low"
 
 
-def evasion_risks(attacks: list[dict]) -> list[dict]:
-    """Per attack: the worst success rate at a budget of at most 4/255 (or the smallest budget run)."""
-    by_attack: dict[str, list[dict]] = {}
-    for row in attacks:
-        by_attack.setdefault(row["attack"], []).append(row)
-    out = []
-    for name, rows in by_attack.items():
-        small = [r for r in rows if r["eps"] is not None and r["eps"] <= SMALL_EPS] or \
-            sorted(rows, key=lambda r: r["eps"] if r["eps"] is not None else 1.0)[:1]
-        worst = max(small, key=lambda r: r["success_rate_on_correct"] or 0)
-        rate = worst["success_rate_on_correct"] or 0.0
-        eps = "unbounded" if worst["eps"] is None else f"eps {eps_label(worst['eps'])}"
-        out.append({"threat": f"evasion by {name.upper()}", "level": _level(rate, 0.5, 0.2),
-                    "reason": f"{rate:.0%} of correctly classified held-out images flipped at {eps}."})
-    return out
+def _rate(row: dict, key: str = "success_rate_on_correct") -> float:
+    v = row.get(key)
+    return -1.0 if v is None or v != v else float(v)  # NaN / missing never wins a max
+
+
+def attack_label(row: dict) -> str:
+    """An attack as a verdict names it: name, backend and the parameters that make it strong or weak."""
+    p = row.get("params") or {}
+    bits = [row.get("backend") or ""]
+    if p.get("steps", 1) > 1:
+        bits.append(f"{p['steps']} steps")
+    if p.get("rel_stepsize") and p.get("steps", 1) > 1:
+        bits.append(f"step {p['rel_stepsize']:.3g} eps")
+    if p.get("loss"):
+        bits.append(f"{p['loss']} loss")
+    if p.get("restarts", 1) > 1:
+        bits.append(f"{p['restarts']} restarts")
+    return f"{row['attack'].upper()} ({', '.join(b for b in bits if b)})"
+
+
+def _n_correct(row: dict) -> int | None:
+    if row.get("n") is None or row.get("clean_accuracy") is None:
+        return None
+    return int(round(row["n"] * row["clean_accuracy"]))
+
+
+def evasion_risks(attacks: list[dict], sanity: dict | None = None) -> list[dict]:
+    """The strongest attack at a budget of at most 4/255 (or the smallest budget run), one verdict."""
+    rows = [r for r in attacks if r.get("eps") is not None and r.get("norm", "linf") == "linf"]
+    if not rows:
+        return []
+    small = [r for r in rows if r["eps"] <= SMALL_EPS] or \
+        [r for r in rows if r["eps"] == min(x["eps"] for x in rows)]
+    best = max(small, key=_rate)
+    rate = max(_rate(best), 0.0)
+    level = _level(rate, HIGH, MEDIUM)
+    note = ""
+    if sanity is not None and not sanity.get("passed", True):
+        note = f" Sanity checks failed ({', '.join(sanity['failed'])}): gradient masking suspected, the rate is a " \
+               "lower bound."
+        level = "medium" if level == "low" else level
+    others = sorted({f"{r['attack'].upper()} {max(_rate(r), 0):.0%} at {eps_label(r['eps'])}" for r in small
+                     if r is not best})
+    largest = max(rows, key=lambda r: (r["eps"], _rate(r)))
+    tail = f" At the largest budget run, {eps_label(largest['eps'])}: {attack_label(largest)} {max(_rate(largest), 0):.0%}."
+    return [{"threat": "evasion at a small budget", "level": level, "attack": best["attack"], "eps": best["eps"],
+             "n": _n_correct(best), "value": rate,
+             "reason": f"{attack_label(best)} flips {rate:.0%} of the {_n_correct(best)} correctly classified held-out "
+                       f"images at eps {eps_label(best['eps'])} (strongest of {len(small)} attack runs at this budget"
+                       + (f"; others: {', '.join(others)}" if others else "") + ")." + tail + note}]
+
+
+def best_defense(defenses: list[dict]) -> dict | None:
+    """The non-degenerate defense with the lowest worst-case success (ties: higher balanced accuracy)."""
+    usable = [d for d in defenses if not d.get("degenerate") and d.get("worst_case_success") is not None
+              and d["worst_case_success"] == d["worst_case_success"]]
+    if not usable:
+        return None
+    return min(usable, key=lambda d: (d["worst_case_success"], -(d.get("balanced_accuracy") or 0.0)))
 
 
 def defense_risk(defenses: list[dict]) -> list[dict]:
-    """Residual evasion risk after the best defense (rows: defense, recovered, clean_accuracy_drop)."""
-    rows = [d for d in defenses if d.get("recovered") is not None]
-    if not rows:
+    """Residual evasion risk after the best non-degenerate defense (rows of `defense_summary`)."""
+    if not defenses:
         return []
-    best = max(rows, key=lambda d: d["recovered"])
-    cost = best.get("clean_accuracy_drop") or 0.0
-    level = "low" if best["recovered"] >= 0.8 and cost <= 0.03 else "medium" if best["recovered"] >= 0.5 else "high"
-    return [{"threat": "evasion after the best defense", "level": level,
-             "reason": f"{best['defense']} makes {best['recovered']:.0%} of known adversarials harmless; clean "
-                       f"accuracy {'drops by' if cost >= 0 else 'rises by'} {abs(cost) * 100:.1f} points."}]
+    degenerate = [d["defense"] for d in defenses if d.get("degenerate")]
+    excluded = f" Excluded as degenerate: {', '.join(degenerate)}." if degenerate else ""
+    best = best_defense(defenses)
+    if best is None:
+        return [{"threat": "evasion after the best defense", "level": "high", "defense": None,
+                 "reason": "no defense is usable: every one is degenerate or unmeasured." + excluded}]
+    rate = best["worst_case_success"]
+    level = _level(rate, HIGH, MEDIUM)
+    note = ""
+    if best.get("gradient_masking_suspected"):
+        failed = ", ".join((best.get("sanity_checks") or {}).get("failed", []))
+        note = f" Sanity checks failed ({failed}): gradient masking suspected."
+        level = "medium" if level == "low" else level
+    bal, ref = best.get("balanced_accuracy"), best.get("original_balanced_accuracy")
+    cost = "" if bal is None or ref is None else f" Balanced accuracy {bal:.3f} (original {ref:.3f})."
+    recovered = best.get("recovered")
+    known = "" if recovered is None or recovered != recovered else \
+        f" Known adversarials no longer adversarial: {recovered:.0%} (balanced over classes " \
+        f"{best.get('recovered_balanced', float('nan')):.0%}, n={best.get('recovered_n')}; not adaptive)."
+    return [{"threat": "evasion after the best defense", "level": level, "defense": best["defense"],
+             "eps": best.get("eps"), "n": best.get("n_eval"), "value": rate,
+             "reason": f"{best['defense']}: the strongest attack run ({best.get('worst_case_attack')}) flips {rate:.0%} "
+                       f"of correctly classified held-out images at eps {eps_label(best.get('eps'))} "
+                       f"(n={best.get('n_eval')}).{cost}{known}{note}{excluded}"}]
 
 
 def detection_risk(detectors: list[dict]) -> list[dict]:
-    """Undetected adversarial inputs: the best detector's TPR at 5 % FPR (rows: detector, attack, tpr_at_5)."""
+    """Undetected adversarial inputs: the best detector at its 5 % FPR threshold, quoting the FPR reached."""
     rows = [d for d in detectors if d.get("tpr_at_5") is not None]
     if not rows:
         return []
     best = max(rows, key=lambda d: d["tpr_at_5"])
-    return [{"threat": "adversarial inputs going unnoticed", "level": _level(best["tpr_at_5"], 0.5, 0.9, False),
-             "reason": f"best detector ({best['detector']} on {best['attack']}) flags {best['tpr_at_5']:.0%} of "
-                       "adversarials at 5 % false positives."}]
+    tpr = best["tpr_at_5"]
+    level = "low" if tpr >= DETECT_LOW else "medium" if tpr >= DETECT_MEDIUM else "high"
+    reached = best.get("fpr_reached", best.get("fpr_at_5"))
+    ci = best.get("fpr_reached_ci") or [None, None]
+    notes = []
+    if ci[0] is not None and ci[0] > best.get("target_fpr", 0.05):
+        notes.append("the threshold missed its 5 % target on test")
+    if best.get("calibration_enough") is False:
+        notes.append(f"only {best.get('n_calibration')} clean calibration images, too few for a 5 % threshold")
+    if notes and level == "low":
+        level = "medium"
+    interval = "" if ci[0] is None else f" (95 % interval {ci[0]:.1%}-{ci[1]:.1%}, n={best.get('n_clean')} clean)"
+    return [{"threat": "adversarial inputs going unnoticed", "level": level, "detector": best["detector"],
+             "attack": best["attack"], "value": tpr, "fpr_reached": reached,
+             "reason": f"best detector ({best['detector']} on {best['attack']}) flags {tpr:.0%} of {best.get('n_adv')} "
+                       f"adversarials with a threshold set for 5 % false positives on calibration images; on test it "
+                       f"reached {reached:.1%} false positives{interval}. Not adaptive: the attacks ignore the detector."
+                       + (f" Caveat: {'; '.join(notes)}." if notes else "")}]
 
 
 def process_risk(ps: dict[str, Any] | None) -> list[dict]:
@@ -73,13 +165,14 @@ def process_risk(ps: dict[str, Any] | None) -> list[dict]:
     if not ps or ps.get("detected_share") is None:
         return []
     d, f = ps["detected_share"], ps.get("benign_flagged_share", 0.0)
-    level = "low" if d >= 0.995 and f <= 0.01 else "medium" if d >= 0.9 else "high"
-    return [{"threat": "attack campaigns through the API", "level": level,
-             "reason": f"prediction similarity caught {d:.1%} of simulated attack processes and flagged "
-                       f"{f:.1%} of benign users."}]
+    level = "low" if d >= PROCESS_LOW and f <= PROCESS_MAX_BENIGN else "medium" if d >= PROCESS_MEDIUM else "high"
+    return [{"threat": "attack campaigns through the API", "level": level, "value": d,
+             "reason": f"prediction similarity caught {d:.1%} of {ps.get('processes')} simulated attack processes and "
+                       f"flagged {f:.1%} of {ps.get('benign_users')} benign users (attackers not adaptive)."}]
 
 
 def risk_summary(metrics: dict[str, Any]) -> list[dict]:
     """All threat rows for the report, from whatever sections the run produced."""
-    return (evasion_risks(metrics.get("attacks", [])) + defense_risk(metrics.get("defense_summary", []))
+    sanity = (metrics.get("model") or {}).get("sanity_checks")
+    return (evasion_risks(metrics.get("attacks", []), sanity) + defense_risk(metrics.get("defense_summary", []))
             + detection_risk(metrics.get("detector_summary", [])) + process_risk(metrics.get("ps_summary")))

@@ -35,19 +35,30 @@ def recovery_rates(defended: Mapping[str, tf.keras.Model],
     """Per defense and attack: share of the initial adversarials that fooled the original model
     (on images it classified correctly) which the defended model classifies correctly again.
 
-    Adds a pooled "all" entry per defense (all attacks' adversarials together)."""
+    Each entry also has the share per true class ("per_class") and their mean over the classes with
+    adversarials ("balanced"): a model that answers one class always "recovers" every adversarial of that
+    class and none of the other, which the pooled share hides when the classes are unequal. Adds a pooled
+    "all" entry per defense (all attacks' adversarials together)."""
     out: dict[str, dict[str, dict]] = {}
     for dname, model in defended.items():
-        rows, hits, total = {}, 0, 0
+        rows: dict[str, dict] = {}
+        ys, oks = [], []
         for aname, res in adversarials.items():
             fooled = res.success & (res.pred_clean == res.y)
-            n = int(fooled.sum())
-            ok = int((predict_labels(model, res.clipped[fooled]) == res.y[fooled]).sum()) if n else 0
-            rows[aname] = {"recovered": ok / n if n else float("nan"), "n": n}
-            hits, total = hits + ok, total + n
-        rows["all"] = {"recovered": hits / total if total else float("nan"), "n": total}
+            ok = (predict_labels(model, res.clipped[fooled]) == res.y[fooled]) if fooled.any() else np.zeros(0, bool)
+            rows[aname] = _recovered(res.y[fooled], ok)
+            ys.append(res.y[fooled])
+            oks.append(ok)
+        rows["all"] = _recovered(np.concatenate(ys) if ys else np.zeros(0, int),
+                                 np.concatenate(oks) if oks else np.zeros(0, bool))
         out[dname] = rows
     return out
+
+
+def _recovered(y: np.ndarray, ok: np.ndarray) -> dict:
+    per_class = {str(c): {"recovered": float(ok[y == c].mean()), "n": int((y == c).sum())} for c in np.unique(y)}
+    return {"recovered": float(ok.mean()) if len(ok) else float("nan"), "n": int(len(ok)), "per_class": per_class,
+            "balanced": float(np.mean([v["recovered"] for v in per_class.values()])) if per_class else float("nan")}
 
 
 def clean_accuracy(models: Mapping[str, tf.keras.Model], x: np.ndarray, y: np.ndarray) -> dict[str, float]:

@@ -23,17 +23,21 @@ def test_report_is_self_contained_and_has_its_sections(tiny_run):
 
 
 def test_risk_levels_follow_the_stated_rules():
-    attacks = [{"attack": "pgd", "eps": 2 / 255, "success_rate_on_correct": 0.9},
-               {"attack": "fgsm", "eps": 2 / 255, "success_rate_on_correct": 0.1},
-               {"attack": "fgsm", "eps": 8 / 255, "success_rate_on_correct": 0.95}]
+    attacks = [{"attack": "pgd", "eps": 2 / 255, "success_rate_on_correct": 0.9, "n": 100, "clean_accuracy": 0.8},
+               {"attack": "fgsm", "eps": 2 / 255, "success_rate_on_correct": 0.1, "n": 100, "clean_accuracy": 0.8},
+               {"attack": "fgsm", "eps": 8 / 255, "success_rate_on_correct": 0.95, "n": 100, "clean_accuracy": 0.8}]
     rows = risk_summary({"attacks": attacks,
-                         "detector_summary": [{"detector": "d", "attack": "pgd", "tpr_at_5": 0.95}],
+                         "detector_summary": [{"detector": "d", "attack": "pgd", "tpr_at_5": 0.95, "fpr_reached": 0.04,
+                                               "fpr_reached_ci": [0.01, 0.1], "calibration_enough": True}],
                          "ps_summary": {"detected_share": 0.5, "benign_flagged_share": 0.0}})
-    levels = {r["threat"]: r["level"] for r in rows}
-    assert levels["evasion by PGD"] == "high"
-    assert levels["evasion by FGSM"] == "low"  # judged at the small budget, not at 8/255
-    assert levels["adversarial inputs going unnoticed"] == "low"
-    assert levels["attack campaigns through the API"] == "high"
+    by = {r["threat"]: r for r in rows}
+    evasion = by["evasion at a small budget"]
+    assert evasion["level"] == "high" and evasion["attack"] == "pgd"  # the strongest attack, not the first
+    assert "PGD" in evasion["reason"] and "2/255" in evasion["reason"] and "80 correctly" in evasion["reason"]
+    assert by["adversarial inputs going unnoticed"]["level"] == "low"
+    assert by["attack campaigns through the API"]["level"] == "high"
+    weak_only = risk_summary({"attacks": attacks[1:]})[0]
+    assert weak_only["level"] == "low" and weak_only["attack"] == "fgsm"  # judged at the small budget, not 8/255
 
 
 def _chrome():

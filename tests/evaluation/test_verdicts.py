@@ -1,0 +1,106 @@
+"""Verdicts a risk officer can trust: degenerate models, sanity checks, reached false-positive rates."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from advkeras.evaluation.detection import detection_metrics, proportion_interval
+from advkeras.evaluation.risk import best_defense, defense_risk, detection_risk, evasion_risks
+from advkeras.evaluation.sanity import degeneracy, sanity_checks
+from advkeras.models import evaluate_classifier
+from advkeras.models.metrics import classification_metrics
+
+
+def _always(cls: int, n_classes: int, shape) -> tf.keras.Model:
+    """A model that answers `cls` for every image (a collapsed defense), logits out."""
+    inp = tf.keras.Input(shape)
+    flat = tf.keras.layers.Flatten()(inp)
+    logits = tf.keras.layers.Dense(n_classes, kernel_initializer="zeros",
+                                   bias_initializer=tf.keras.initializers.Constant(np.eye(n_classes)[cls] * 5))(flat)
+    return tf.keras.Model(inp, logits)
+
+
+def test_an_always_one_class_model_is_degenerate_where_accuracy_hides_it(idc_splits, idc_model):
+    _, _, test = idc_splits
+    skewed = test.subset(np.flatnonzero(test.y == 0))  # a one-class subset: constant "0" scores 100 %
+    constant = _always(0, 2, test.input_shape)
+    assert evaluate_classifier(constant, skewed)["accuracy"] == 1.0
+    m = evaluate_classifier(constant, test)
+    assert m["prediction_share"][test.class_names[0]] == 1.0
+    assert m["balanced_accuracy"] == pytest.approx(0.5)
+    reasons = degeneracy(m, evaluate_classifier(idc_model, test))
+    assert reasons and any("predictions" in r for r in reasons)
+    assert degeneracy(evaluate_classifier(idc_model, test), evaluate_classifier(idc_model, test)) == []
+
+
+def test_degeneracy_rules_at_their_edges():
+    names = ("a", "b")
+    y = np.array([0] * 60 + [1] * 40)
+    fine = classification_metrics(y, y, names)
+    assert fine["balanced_accuracy"] == 1.0 and degeneracy(fine, fine) == []
+    mostly_a = classification_metrics(y, np.r_[np.zeros(90, int), np.ones(10, int)], names)  # 90 % "a", 60 % labels
+    assert any("takes 90%" in r for r in degeneracy(mostly_a))
+    majority = classification_metrics(np.r_[np.zeros(95, int), np.ones(5, int)], np.zeros(100, int), names)
+    assert not any("takes" in r for r in degeneracy(majority))  # a 95 % class may take 100 % of the answers ...
+    assert degeneracy(majority, {"balanced_accuracy": 0.9})  # ... but not lose 0.4 of balanced accuracy
+
+
+def test_a_degenerate_defense_is_never_chosen_as_best():
+    rows = [{"defense": "initial-ae", "degenerate": True, "degenerate_reasons": ["x"], "worst_case_success": 0.0,
+             "balanced_accuracy": 0.5, "recovered": 1.0},
+            {"defense": "adversarial-training", "degenerate": False, "worst_case_success": 0.3,
+             "balanced_accuracy": 0.8, "recovered": 0.6, "eps": 4 / 255, "n_eval": 96}]
+    assert best_defense(rows)["defense"] == "adversarial-training"
+    verdict = defense_risk(rows)[0]
+    assert verdict["defense"] == "adversarial-training" and verdict["level"] == "medium"
+    assert "Excluded as degenerate: initial-ae" in verdict["reason"]
+    assert defense_risk(rows[:1])[0]["level"] == "high"  # nothing usable is no defense
+
+
+def test_failed_sanity_checks_forbid_a_low_level():
+    attacks = [{"attack": "pgd", "eps": 4 / 255, "success_rate_on_correct": 0.05, "n": 10, "clean_accuracy": 1.0}]
+    assert evasion_risks(attacks)[0]["level"] == "low"
+    masked = {"passed": False, "failed": ["large_budget"]}
+    row = evasion_risks(attacks, masked)[0]
+    assert row["level"] == "medium" and "gradient masking" in row["reason"]
+    defended = [{"defense": "d", "degenerate": False, "worst_case_success": 0.0, "gradient_masking_suspected": True,
+                 "sanity_checks": masked}]
+    assert defense_risk(defended)[0]["level"] == "medium"
+
+
+def test_sanity_checks_catch_a_model_whose_answer_cannot_move(idc_splits, idc_model):
+    from advkeras.attacks import generate
+
+    _, _, test = idc_splits
+    x, y = test.x[::8][:24], test.y[::8][:24]
+    constant = _always(1, 2, test.input_shape)
+    y = np.full(len(y), 1)
+    wb = generate(constant, x, y, "pgd", eps=4 / 255, backend="native", steps=5, progress=False)
+    out = sanity_checks(constant, x, y, whitebox=wb, steps=5)
+    assert out["gradient_masking_suspected"] and "large_budget" in out["failed"]
+    wb = generate(idc_model, x, test.y[::8][:24], "pgd", eps=4 / 255, backend="native", steps=10, progress=False)
+    ok = sanity_checks(idc_model, x, test.y[::8][:24], whitebox=wb, steps=20)
+    assert ok["checks"]["large_budget"]["value"] >= 0.99 and ok["checks"]["iterative_vs_single_step"]["passed"]
+
+
+def test_a_reached_fpr_above_target_is_reported_as_such():
+    rng = np.random.default_rng(0)
+    calib = rng.normal(0, 1, 40)              # too few clean images for a 5 % threshold
+    clean_test = rng.normal(0.8, 1, 300)      # test patients score higher than calibration ones
+    adv = rng.normal(3, 1, 100)
+    m = detection_metrics(clean_test, adv, calibration_scores=calib)
+    five = m["at_fpr"]["0.05"]
+    assert not five["calibration_enough"] and five["calibration_needed"] == 200
+    assert five["fpr"] > 0.05 and five["fpr_ci"][0] > 0.05  # missed, beyond its interval
+    from advkeras.evaluation.detection import detector_row
+
+    row = detector_row("d", "pgd@0.0157", m)
+    verdict = detection_risk([row])[0]
+    assert f"{five['fpr']:.1%}" in verdict["reason"] and "missed its 5 % target" in verdict["reason"]
+    assert verdict["level"] != "low"
+
+
+def test_proportion_interval_is_exact_binomial():
+    lo, hi = proportion_interval(0, 20)
+    assert lo == 0 and hi == pytest.approx(1 - 0.025 ** (1 / 20))
+    lo, hi = proportion_interval(5, 100)
+    assert lo < 0.05 < hi and hi - lo > 0.05
