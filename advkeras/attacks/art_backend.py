@@ -13,6 +13,8 @@ import tensorflow as tf
 
 from advkeras.attacks.base import Attack
 from advkeras.attacks.foolbox_backend import QueryCounter
+from advkeras.attacks.rng import seeded_globals
+from advkeras.attacks.steps import rel_stepsize_for
 from advkeras.errors import InputError
 
 
@@ -49,7 +51,12 @@ class ArtAttack(Attack):
 
     def run_batch(self, model, x, y, eps, target, seed):
         art = import_art()
-        np.random.seed(seed % 2**32)  # ART draws its randomness from numpy's global generator
+        # ART draws its randomness from numpy's global generator: seeded for the call (deterministic
+        # for a seed), the caller's state put back after.
+        with seeded_globals(seed):
+            return self._run_batch(art, model, x, y, eps, target)
+
+    def _run_batch(self, art, model, x, y, eps, target):
         counter = QueryCounter(model)
         classifier = art_classifier(model, counter)
         n_classes = int(model.output_shape[-1])
@@ -75,12 +82,13 @@ def _clip_to_ball(x: np.ndarray, raw: np.ndarray, eps: float, norm: str) -> np.n
 
 
 class ArtPGD(ArtAttack):
-    """PGD, Linf, random start, through ART (the benchmark peer). Defaults as foolbox: 40 steps of eps/30."""
+    """PGD, Linf, random start, through ART (the benchmark peer): 40 steps of 2.5 eps / steps unless
+    `rel_stepsize` is given (ART's `eps_step` is `rel_stepsize * eps`), as native and foolbox."""
 
     name = "pgd"
 
-    def __init__(self, *, steps: int = 40, rel_stepsize: float = 0.01 / 0.3, random_start: bool = True):
-        super().__init__(steps=steps, rel_stepsize=rel_stepsize, random_start=random_start)
+    def __init__(self, *, steps: int = 40, rel_stepsize: float | None = None, random_start: bool = True):
+        super().__init__(steps=steps, rel_stepsize=rel_stepsize_for(steps, rel_stepsize), random_start=random_start)
 
     def build(self, ev, classifier, eps, targeted, batch_size):
         p = self.params

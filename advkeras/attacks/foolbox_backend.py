@@ -10,6 +10,8 @@ import numpy as np
 import tensorflow as tf
 
 from advkeras.attacks.base import Attack, compiled_forward
+from advkeras.attacks.rng import seeded_globals
+from advkeras.attacks.steps import rel_stepsize_for
 from advkeras.errors import InputError
 
 
@@ -55,8 +57,12 @@ class FoolboxAttack(Attack):
     def run_batch(self, model, x, y, eps, target, seed):
         import foolbox as fb
 
-        tf.random.set_seed(seed)  # foolbox draws random starts from TF's global generator
-        np.random.seed(seed % 2**32)  # ... and the Boundary attack from numpy's
+        # foolbox draws random starts from TF's global seed and the Boundary attack from numpy's global
+        # generator: seeded for the call (deterministic for a seed), the caller's state put back after.
+        with seeded_globals(seed):
+            return self._run_batch(fb, model, x, y, eps, target)
+
+    def _run_batch(self, fb, model, x, y, eps, target):
         counter = QueryCounter(model)
         fmodel = fb.TensorFlowModel(counter, bounds=(0.0, 1.0), device=_device())
         xt, yt = tf.constant(x), tf.constant(y)
@@ -89,11 +95,18 @@ def _starting_points(model: tf.keras.Model, pool: np.ndarray, target: np.ndarray
 
 def _foolbox(name: str, fb_class: str, doc: str, *, norm: str = "linf", targeted_ok: bool = True,
              eps_required: bool = True, counts_queries: bool = False, needs_starting_points: bool = False,
-             **defaults) -> type[FoolboxAttack]:
-    """Declare a foolbox attack as a small class with keyword defaults."""
+             madry_step: bool = False, **defaults) -> type[FoolboxAttack]:
+    """Declare a foolbox attack as a small class with keyword defaults.
+
+    `madry_step`: without a step given (`rel_stepsize` or foolbox's `abs_stepsize`), step 2.5 eps / steps
+    rather than foolbox's fixed default, so that fewer steps do not silently weaken the attack.
+    """
 
     def __init__(self, **params):
-        FoolboxAttack.__init__(self, **{**defaults, **params})
+        params = {**defaults, **params}
+        if madry_step and params.get("abs_stepsize") is None:
+            params["rel_stepsize"] = rel_stepsize_for(params["steps"], params.get("rel_stepsize"))
+        FoolboxAttack.__init__(self, **params)
 
     return type(f"Foolbox{fb_class}", (FoolboxAttack,), {
         "__init__": __init__, "__doc__": doc, "name": name, "fb_class": fb_class, "norm": norm,
@@ -102,8 +115,10 @@ def _foolbox(name: str, fb_class: str, doc: str, *, norm: str = "linf", targeted
 
 
 FoolboxFGSM = _foolbox("fgsm", "LinfFastGradientAttack", "FGSM (Goodfellow et al.), Linf.", targeted_ok=True)
-FoolboxBIM = _foolbox("bim", "LinfBasicIterativeAttack", "Basic Iterative Method, Linf, 10 steps of 0.2 eps.")
-FoolboxPGD = _foolbox("pgd", "LinfPGD", "PGD with random start, Linf, 40 steps of eps/30.")
+FoolboxBIM = _foolbox("bim", "LinfBasicIterativeAttack", "Basic Iterative Method, Linf, 10 steps of 2.5 eps / steps "
+                      "unless rel_stepsize is given.", madry_step=True, steps=10)
+FoolboxPGD = _foolbox("pgd", "LinfPGD", "PGD with random start, Linf, 40 steps of 2.5 eps / steps unless "
+                      "rel_stepsize is given.", madry_step=True, steps=40)
 FoolboxFGM = _foolbox("fgm", "L2FastGradientAttack", "Fast gradient method, L2: one step of L2 length eps.",
                       norm="l2")
 FoolboxDeepFool = _foolbox(

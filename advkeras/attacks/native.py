@@ -2,48 +2,136 @@
 
 They run inside `tf.function`, so adversarial training can call them from a Keras `train_step`
 and under `tf.distribute`; foolbox is the reference they are tested against. The update rule is
-foolbox's: x <- clip_[0,1](clip_eps(x + sign * step * sign(grad CE))).
+foolbox's: x <- clip_[0,1](clip_eps(x + sign * step * sign(grad loss))). Only stateless random ops
+are used, so the attacks run (and repeat exactly) under `tf.config.experimental.enable_op_determinism()`.
+
+Full strength by default (DESIGN.md, "Evaluating honestly"): BIM and PGD step 2.5 eps / steps unless
+told otherwise; `loss="margin"` keeps a gradient where cross-entropy saturates; PGD takes `restarts`.
 """
 from __future__ import annotations
 
 import tensorflow as tf
 
 from advkeras.attacks.base import Attack
+from advkeras.attacks.steps import rel_stepsize_for
+from advkeras.errors import InputError
+
+LOSSES = ("ce", "margin")
 
 
 def linf_pgd(model: tf.keras.Model, x: tf.Tensor, y: tf.Tensor, eps: float | tf.Tensor, *, steps: int,
              step_size: float | tf.Tensor, random_start: bool, target: tf.Tensor | None = None,
-             seed: int | None = None) -> tf.Tensor:
+             seed: int | tf.Tensor | None = None, loss: str = "ce") -> tf.Tensor:
     """Iterated signed-gradient attack in the Linf ball of radius eps around x (bounds [0, 1]).
 
-    Pure TF: call it from a `tf.function` or a `train_step`. With `target`, descends the
-    cross-entropy of the target class instead of ascending that of the label.
+    Pure TF: call it from a `tf.function` or a `train_step`. With `target`, descends the loss of
+    the target class instead of ascending that of the label. The random start is stateless, drawn
+    from `seed` (0 when None; a tensor such as the optimizer's step counter varies it per batch), so
+    it runs under op determinism, where TF refuses unseeded random ops.
     """
+    check_loss(loss)
     x0 = tf.convert_to_tensor(x, tf.float32)
     eps = tf.cast(eps, tf.float32)
     classes, sign = (y, 1.0) if target is None else (target, -1.0)
     if random_start:
-        noise = tf.random.uniform(tf.shape(x0), -1.0, 1.0, seed=seed) * eps
-        x_adv = tf.clip_by_value(x0 + noise, 0.0, 1.0)
+        key = tf.stack([tf.cast(0 if seed is None else seed, tf.int64), tf.constant(0, tf.int64)])
+        x_adv = _random_start(x0, eps, key)
     else:
         x_adv = x0
-    x_adv = _signed_steps(model, x0, x_adv, classes, sign, eps, steps, step_size)
+    x_adv = _signed_steps(model, x0, x_adv, classes, sign, eps, steps, step_size, loss)
     return tf.stop_gradient(x_adv)
+
+
+def check_loss(loss: str) -> None:
+    if loss not in LOSSES:
+        raise InputError(f"loss={loss!r} is not known; use loss='ce' (cross-entropy) or loss='margin' "
+                         "(best other logit minus the true one, which keeps a gradient on confident logits).")
+
+
+def per_example_loss(logits: tf.Tensor, classes: tf.Tensor, loss: str) -> tf.Tensor:
+    """The loss an untargeted attack ascends, one value per image.
+
+    "ce": cross-entropy of `classes`. "margin" (CW/DLR style): max over other classes of the logit
+    minus the logit of `classes`; positive exactly when the image is misclassified, and its gradient
+    does not vanish when the softmax saturates (float32 cross-entropy has zero gradient once the
+    logit gap exceeds ~100). A targeted attack descends the same loss of the target class, which for
+    the margin is ascending target logit minus the best other.
+    """
+    logits = tf.cast(logits, tf.float32)
+    if loss == "ce":
+        return tf.keras.losses.sparse_categorical_crossentropy(classes, logits, from_logits=True)
+    classes = tf.reshape(tf.cast(classes, tf.int32), [-1])  # labels of a train_step may come as (n, 1) or float
+    own = tf.one_hot(classes, tf.shape(logits)[1], on_value=True, off_value=False)
+    other = tf.reduce_max(tf.where(own, tf.constant(float("-inf")), logits), axis=1)
+    return other - tf.reduce_max(tf.where(own, logits, tf.constant(float("-inf"))), axis=1)
+
+
+def _random_start(x: tf.Tensor, eps: tf.Tensor, key: tf.Tensor) -> tf.Tensor:
+    """A uniform point of the eps ball around x (clipped to [0, 1]), drawn statelessly from `key` (shape [2])."""
+    return tf.clip_by_value(x + tf.random.stateless_uniform(tf.shape(x), key, -1.0, 1.0) * eps, 0.0, 1.0)
+
+
+def _signed_steps(model, x0, x_adv, classes, sign, eps, steps, step_size, loss="ce"):
+    """`steps` signed-gradient steps on `loss` of `classes`, projected on the eps ball and [0, 1]."""
+    for _ in range(steps):
+        with tf.GradientTape() as tape:
+            tape.watch(x_adv)
+            value = tf.reduce_sum(per_example_loss(model(x_adv, training=False), classes, loss))
+        x_adv = x_adv + sign * step_size * tf.sign(tape.gradient(value, x_adv))
+        x_adv = tf.clip_by_value(tf.clip_by_value(x_adv, x0 - eps, x0 + eps), 0.0, 1.0)
+    return x_adv
+
+
+def _restarted_steps(model, x0, classes, sign, eps, seed, p):
+    """PGD from `p["restarts"]` random starts (restart r drawn from [seed, r]); per image, the
+    adversarial of the first restart that succeeds, else the one with the highest loss.
+
+    Restart 0 is the single-start attack, so more restarts never lose an image it breaks. A
+    `tf.while_loop` keeps the graph at one copy of the steps and stops once every image is broken.
+    """
+    step = p["rel_stepsize"] * eps
+
+    def outcome(x_adv):
+        logits = model(x_adv, training=False)
+        won = tf.where(sign > 0, tf.argmax(logits, 1, output_type=classes.dtype) != classes,
+                       tf.argmax(logits, 1, output_type=classes.dtype) == classes)
+        return won, sign * per_example_loss(logits, classes, p["loss"])
+
+    def body(r, best, best_won, best_loss):
+        x_adv = _signed_steps(model, x0, _random_start(x0, eps, tf.stack([seed[0], r])), classes, sign, eps,
+                              p["steps"], step, p["loss"])
+        won, value = outcome(x_adv)
+        take = ~best_won & (won | (value > best_loss))
+        pick = tf.reshape(take, [-1] + [1] * (len(x0.shape) - 1))
+        return r + 1, tf.where(pick, x_adv, best), best_won | won, tf.where(take, value, best_loss)
+
+    n = tf.shape(x0)[0]
+    start = (tf.constant(0, tf.int64), x0, tf.zeros([n], tf.bool), tf.fill([n], float("-inf")))
+    out = tf.while_loop(lambda r, _, won, __: (r < p["restarts"]) & ~tf.reduce_all(won), body, start,
+                        maximum_iterations=p["restarts"])
+    return out[1]
 
 
 _TRACES: list = []  # [model, {(class, params): compiled attack}]: one model's graphs at a time (they are large)
 
 
 class NativeLinfIterative(Attack):
-    """Shared body of the native FGSM/BIM/PGD: one compiled function per model, reused across batches."""
+    """Shared body of the native FGSM/BIM/PGD: one compiled function per model, reused across batches.
+
+    `rel_stepsize=None` takes 2.5 / steps (Madry et al.), so any step count can cross the eps ball;
+    the step actually used is what `params` (and so `AttackResult.params`) records.
+    """
 
     backend = "native"
     defaults: dict = {}
 
     def __init__(self, *, rel_stepsize: float | None = None, steps: int | None = None,
                  random_start: bool | None = None):
-        given = {"rel_stepsize": rel_stepsize, "steps": steps, "random_start": random_start}
-        super().__init__(**{k: self.defaults[k] if v is None else v for k, v in given.items()})
+        steps = self.defaults["steps"] if steps is None else steps
+        rel = self.defaults.get("rel_stepsize") if rel_stepsize is None else rel_stepsize
+        params = {"steps": steps, "rel_stepsize": rel_stepsize_for(steps, rel),
+                  "random_start": self.defaults["random_start"] if random_start is None else bool(random_start)}
+        super().__init__(**params)
 
     def _function(self, model: tf.keras.Model):
         # Shared across instances: generate() builds a new attack object per call, and tracing a
@@ -53,18 +141,17 @@ class NativeLinfIterative(Attack):
         if not _TRACES or _TRACES[0] is not model:
             _TRACES[:] = [model, {}]
         if key not in _TRACES[1]:
-            p = dict(self.params)
+            p = {"loss": "ce", "restarts": 1, **self.params}
 
             @tf.function(reduce_retracing=True)
             def attack(x, classes, sign, eps, seed):
                 # The seed comes in as a tensor so one trace serves every batch and seed; the random
                 # start is drawn in the graph, sparing a numpy round trip of a batch-sized array.
-                if p["random_start"]:
-                    noise = tf.random.stateless_uniform(tf.shape(x), seed, -1.0, 1.0)
-                    x_start = tf.clip_by_value(x + noise * eps, 0.0, 1.0)
-                else:
-                    x_start = x
-                return _signed_steps(model, x, x_start, classes, sign, eps, p["steps"], p["rel_stepsize"] * eps)
+                if p["restarts"] > 1:
+                    return _restarted_steps(model, x, classes, sign, eps, seed, p)
+                x_start = _random_start(x, eps, seed) if p["random_start"] else x
+                return _signed_steps(model, x, x_start, classes, sign, eps, p["steps"], p["rel_stepsize"] * eps,
+                                     p["loss"])
 
             _TRACES[1][key] = attack
         return _TRACES[1][key]
@@ -76,18 +163,6 @@ class NativeLinfIterative(Attack):
         return out, out, None
 
 
-def _signed_steps(model, x0, x_adv, classes, sign, eps, steps, step_size):
-    """`steps` signed-gradient steps on the cross-entropy of `classes`, projected on the eps ball and [0, 1]."""
-    for _ in range(steps):
-        with tf.GradientTape() as tape:
-            tape.watch(x_adv)
-            logits = model(x_adv, training=False)
-            loss = tf.reduce_sum(tf.keras.losses.sparse_categorical_crossentropy(classes, logits, from_logits=True))
-        x_adv = x_adv + sign * step_size * tf.sign(tape.gradient(loss, x_adv))
-        x_adv = tf.clip_by_value(tf.clip_by_value(x_adv, x0 - eps, x0 + eps), 0.0, 1.0)
-    return x_adv
-
-
 class NativeFGSM(NativeLinfIterative):
     """Fast Gradient Sign Method (one step of size eps), compiled."""
 
@@ -96,14 +171,45 @@ class NativeFGSM(NativeLinfIterative):
 
 
 class NativeBIM(NativeLinfIterative):
-    """Basic Iterative Method (Kurakin et al.), compiled; foolbox's defaults (10 steps of 0.2 eps)."""
+    """Basic Iterative Method (Kurakin et al.), compiled: 10 steps of 2.5 eps / steps unless given.
+
+    `loss="margin"` ascends the logit margin instead of the cross-entropy (see `per_example_loss`).
+    """
 
     name = "bim"
-    defaults = {"rel_stepsize": 0.2, "steps": 10, "random_start": False}
+    defaults = {"steps": 10, "random_start": False}
+
+    def __init__(self, *, steps: int | None = None, rel_stepsize: float | None = None,
+                 random_start: bool | None = None, loss: str = "ce"):
+        check_loss(loss)
+        super().__init__(steps=steps, rel_stepsize=rel_stepsize, random_start=random_start)
+        self.params["loss"] = loss
 
 
 class NativePGD(NativeLinfIterative):
-    """Projected Gradient Descent (Madry et al.) with random start, compiled; foolbox's defaults."""
+    """Projected Gradient Descent (Madry et al.) with random start, compiled: 40 steps of 2.5 eps / steps
+    unless given.
+
+    `loss="margin"` ascends the logit margin (see `per_example_loss`); `restarts` > 1 runs that many
+    random starts, drawn from the seed, and keeps per image the first that succeeds, else the one of
+    highest loss.
+    """
 
     name = "pgd"
-    defaults = {"rel_stepsize": 0.01 / 0.3, "steps": 40, "random_start": True}
+    defaults = {"steps": 40, "random_start": True}
+
+    def __init__(self, *, steps: int | None = None, rel_stepsize: float | None = None,
+                 random_start: bool | None = None, loss: str = "ce", restarts: int = 1):
+        check_loss(loss)
+        _check_restarts(restarts, self.defaults["random_start"] if random_start is None else random_start)
+        super().__init__(steps=steps, rel_stepsize=rel_stepsize, random_start=random_start)
+        self.params.update(loss=loss, restarts=int(restarts))
+
+
+def _check_restarts(restarts, random_start: bool) -> None:
+    if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
+        raise InputError(f"restarts={restarts!r} is not valid; give a whole number >= 1 (1: one random start, "
+                         "e.g. restarts=5 for five).")
+    if restarts > 1 and not random_start:
+        raise InputError(f"restarts={restarts} without a random start would repeat the same attack; "
+                         "drop restarts or set random_start=True.")
