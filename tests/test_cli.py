@@ -16,6 +16,12 @@ def test_help_lists_subcommands_and_each_has_common_options():
             assert opt in sub.output, (name, opt)
 
 
+def test_commands_that_train_take_the_determinism_flag():
+    runner = CliRunner()
+    for name in ("train", "assess", "defend"):
+        assert "--deterministic / --no-deterministic" in runner.invoke(main, [name, "--help"]).output, name
+
+
 def test_bad_input_gives_a_clean_error(tmp_path):
     result = CliRunner().invoke(main, ["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")])
     assert result.exit_code != 0
@@ -35,6 +41,7 @@ def test_assess_writes_metrics_and_refuses_to_overwrite(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["model"]["test"]["accuracy"] > 0.5
+    assert metrics["deterministic"] is True  # --deterministic is the default
     rates = [r["success_rate"] for r in metrics["attacks"]]
     assert rates[0] < rates[1]
     assert (out / "report.md").read_text().startswith("# advkeras assessment")

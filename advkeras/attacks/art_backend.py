@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from advkeras.attacks.base import Attack
 from advkeras.attacks.foolbox_backend import QueryCounter
-from advkeras.attacks.rng import seeded_globals
+from advkeras.seeding import seeded_globals
 from advkeras.attacks.steps import rel_stepsize_for
 from advkeras.errors import InputError
 

@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from advkeras.attacks.base import Attack, compiled_forward
-from advkeras.attacks.rng import seeded_globals
+from advkeras.seeding import seeded_globals
 from advkeras.attacks.steps import rel_stepsize_for
 from advkeras.errors import InputError
 

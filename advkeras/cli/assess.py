@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from advkeras.cli.options import COUNT, common_options, confirm_overwrite
+from advkeras.cli.options import COUNT, common_options, confirm_overwrite, deterministic_option
 
 
 @click.command("assess")
@@ -13,16 +13,18 @@ from advkeras.cli.options import COUNT, common_options, confirm_overwrite
 @click.option("--model", default=None, type=click.Path(dir_okay=False),
               help="A .keras classifier to assess instead of training one.")
 @click.option("--epochs", type=COUNT, default=None, help="Override the training epochs.")
+@deterministic_option
 @common_options("runs/assess")
 def assess(config: str | None, data: str | None, model: str | None, epochs: int | None, seed: int, out: str,
-           force: bool) -> None:
+           force: bool, deterministic: bool) -> None:
     """Train (or load) a model, attack it, and write OUT/metrics.json and OUT/report.md."""
     from advkeras.assess import assess as run_assessment, load_config
 
     cfg = load_config(config, data=data, model=model)
     if epochs is not None:
         cfg["train"] = {**cfg["train"], "epochs": epochs}
-    ctx = run_assessment(out, config=cfg, seed=seed, force=force, confirm=confirm_overwrite)
+    ctx = run_assessment(out, config=cfg, seed=seed, force=force, confirm=confirm_overwrite,
+                         deterministic=deterministic)
     acc = ctx.metrics["model"]["test"]["accuracy"]
     click.echo(f"held-out accuracy: {acc:.3f}")
     for row in ctx.metrics.get("attacks", []):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 
 from advkeras.attacks.steps import iterative_params
-from advkeras.cli.options import COUNT, LINF_EPS, common_options, confirm_overwrite
+from advkeras.cli.options import COUNT, LINF_EPS, common_options, confirm_overwrite, deterministic_option
 
 CHOICES = ("adversarial-training", "middle-ae", "encoder", "initial-ae")
 # The paper's retraining as scripts/defenses_table.py runs it (the assess stage's default is a lighter,
@@ -30,9 +30,10 @@ PAPER_RETRAINING = {"attacks": ["fgsm", "bim", "pgd"], "share": 1 / 3, "epochs":
 @click.option("--epochs", type=COUNT, default=None, help="Training epochs of the defense (its default if omitted).")
 @click.option("--train-epochs", type=COUNT, default=None, help="Classifier training epochs when no --model is given.")
 @click.option("--max-eval", type=COUNT, default=160, show_default=True, help="Held-out images used to evaluate.")
+@deterministic_option
 @common_options("runs/defend")
 def defend(defense: str, form: str, data: str | None, model: str | None, eps: float, epochs: int | None,
-           train_epochs: int | None, max_eval: int, seed: int, out: str, force: bool) -> None:
+           train_epochs: int | None, max_eval: int, seed: int, out: str, force: bool, deterministic: bool) -> None:
     """Write OUT/defenses/<defense>.keras, OUT/metrics.json and figures under OUT/figures/defenses."""
     from advkeras.assess import load_config
     from advkeras.assess.context import RunContext
@@ -54,7 +55,7 @@ def defend(defense: str, form: str, data: str | None, model: str | None, eps: fl
                        "max_eval": max_eval, "params": {name: params}}
     ctx = RunContext(cfg, prepare_out_dir(out, force=force, confirm=confirm_overwrite,
                                          inputs=[model, data]), seed)
-    ctx.metrics.update({"seed": seed, "config": {**cfg, "defenses": settings(cfg)}})
+    ctx.metrics.update({"seed": seed, "deterministic": deterministic, "config": {**cfg, "defenses": settings(cfg)}})
     for stage in (stage_data, stage_model, stage_defenses):
         stage(ctx)
     write_json(ctx.out / "metrics.json", ctx.metrics)

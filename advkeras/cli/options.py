@@ -37,6 +37,22 @@ def common_options(default_out: str) -> Callable:
     return decorate
 
 
+def deterministic_option(fn: Callable) -> Callable:
+    """--deterministic/--no-deterministic (on by default): TensorFlow's op determinism is turned on
+    before any work, so the same --seed on the same machine gives the same weights and metrics; the
+    command gets whether it is on, to record it."""
+
+    @click.option("--deterministic/--no-deterministic", default=True, show_default=True,
+                  help="Deterministic TF ops: the same --seed gives the same numbers (--no-deterministic: faster).")
+    @functools.wraps(fn)
+    def wrapper(*args, deterministic: bool, **kwargs):
+        from advkeras.seeding import deterministic_ops  # imports TensorFlow: only once the command runs
+
+        return fn(*args, deterministic=deterministic_ops(deterministic), **kwargs)
+
+    return wrapper
+
+
 def confirm_overwrite(question: str) -> bool:
     """Ask on a terminal; never assume yes when nobody can answer."""
     return click.get_text_stream("stdin").isatty() and click.confirm(question, default=False)

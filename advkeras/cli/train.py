@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from advkeras.cli.options import COUNT, POSITIVE, common_options, confirm_overwrite
+from advkeras.cli.options import COUNT, POSITIVE, common_options, confirm_overwrite, deterministic_option
 
 
 @click.command("train")
@@ -14,9 +14,10 @@ from advkeras.cli.options import COUNT, POSITIVE, common_options, confirm_overwr
 @click.option("--epochs", type=COUNT, default=25, show_default=True)
 @click.option("--batch-size", type=COUNT, default=64, show_default=True)
 @click.option("--learning-rate", type=POSITIVE, default=1e-3, show_default=True)
+@deterministic_option
 @common_options("runs/train")
 def train(data: str, backbone: str | None, epochs: int, batch_size: int, learning_rate: float,
-          seed: int, out: str, force: bool) -> None:
+          seed: int, out: str, force: bool, deterministic: bool) -> None:
     """Train a cnn+dnn classifier; writes OUT/model.keras and OUT/metrics.json."""
     from advkeras.runs import prepare_out_dir, write_json
     from advkeras.models.training import fit_on_dataset
@@ -25,5 +26,5 @@ def train(data: str, backbone: str | None, epochs: int, batch_size: int, learnin
     model, metrics = fit_on_dataset(data, backbone=backbone, epochs=epochs, batch_size=batch_size,
                                     learning_rate=learning_rate, seed=seed)
     model.save(out_dir / "model.keras")
-    write_json(out_dir / "metrics.json", metrics)
+    write_json(out_dir / "metrics.json", {**metrics, "deterministic": deterministic})
     click.echo(f"held-out accuracy {metrics['test']['accuracy']:.3f} -> {out_dir / 'model.keras'}")

@@ -21,8 +21,10 @@ from advkeras.defenses.result import DefenseResult
 from advkeras.errors import InputError
 from advkeras.models import check_images, check_logits, train_classifier
 from advkeras.models.training import make_pipeline
+from advkeras.seeding import derive_seed, preserved_global_rng, seed_random_layers, seed_weights
 
 
+@preserved_global_rng()
 def adversarial_retraining(model: tf.keras.Model, train: Dataset, val: Dataset | None = None, *,
                            attacks: Sequence[str] = ("fgsm", "bim", "pgd"), eps: float = 8 / 255,
                            backend: str = "native", attack_params: Mapping[str, dict] | None = None,
@@ -51,8 +53,9 @@ def adversarial_retraining(model: tf.keras.Model, train: Dataset, val: Dataset |
         ys.append(train.y[idx])
         added[name] = {"n": int(len(res.x)), "success_rate": res.success_rate}
     augmented = Dataset(np.concatenate(xs), np.concatenate(ys), None, train.class_names, train.name)
-    tf.keras.utils.set_random_seed(seed)  # the fresh initial weights of from_scratch come from the seed
     clone = clone_classifier(model, copy_weights=not from_scratch, name=f"{model.name}_adv_trained")
+    if from_scratch:  # fresh initial weights from the seed (a derived one: not the original's own start)
+        seed_weights(clone, derive_seed(seed, "from-scratch"))
     result = train_classifier(clone, augmented, val, epochs=epochs, batch_size=batch_size,
                               learning_rate=learning_rate, patience=patience, augment=augment, seed=seed)
     info = {"form": "retraining", "attacks": added, "share": share, "eps": eps, "backend": backend,
@@ -64,15 +67,17 @@ class PGDTrainer(tf.keras.Model):
     """Wraps a classifier; `train_step` trains it on PGD adversarials of each batch (Madry et al.).
 
     `clean_weight` in [0, 1] mixes in the clean loss (0: adversarials only, as Madry). Only the
-    wrapped classifier, a plain functional model, is returned to the user and saved.
+    wrapped classifier, a plain functional model, is returned to the user and saved. The random
+    starts are drawn statelessly from `seed`, the step and the replica, so they differ per batch and
+    repeat per run.
     """
 
     def __init__(self, classifier: tf.keras.Model, *, eps: float, steps: int, step_size: float,
-                 clean_weight: float = 0.0, random_start: bool = True, **kwargs):
+                 clean_weight: float = 0.0, random_start: bool = True, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.classifier = classifier
         self.eps, self.steps, self.step_size, self.clean_weight = float(eps), int(steps), float(step_size), clean_weight
-        self.random_start = random_start
+        self.random_start, self.seed = random_start, int(seed)
 
     def call(self, x, training=False):
         return self.classifier(x, training=training)
@@ -80,7 +85,7 @@ class PGDTrainer(tf.keras.Model):
     def train_step(self, data):
         x, y = data
         x_adv = linf_pgd(self.classifier, x, y, self.eps, steps=self.steps, step_size=self.step_size,
-                         random_start=self.random_start)
+                         random_start=self.random_start, seed=self._step_seed())
         with tf.GradientTape() as tape:
             logits_adv = self.classifier(x_adv, training=True)
             loss = self.compiled_loss(y, logits_adv)
@@ -93,7 +98,15 @@ class PGDTrainer(tf.keras.Model):
         self.compiled_metrics.update_state(y, logits_adv)
         return {"loss": loss, **{m.name: m.result() for m in self.metrics if m.name != "loss"}}
 
+    def _step_seed(self) -> tf.Tensor:
+        """One int64 seed per (seed, training step, replica), drawn statelessly."""
+        replica = tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group, tf.int64)
+        draw = tf.cast(self.optimizer.iterations, tf.int64) * self.distribute_strategy.num_replicas_in_sync + replica
+        return tf.random.stateless_uniform([], tf.stack([tf.constant(self.seed, tf.int64), draw]), minval=None,
+                                           maxval=None, dtype=tf.int64)
 
+
+@preserved_global_rng()
 def pgd_training(model: tf.keras.Model, train: Dataset | tf.data.Dataset, val: Dataset | None = None, *,
                  eps: float = 8 / 255, steps: int = 7, step_size: float | None = None, clean_weight: float = 0.0,
                  epochs: int = 5, batch_size: int = 64, learning_rate: float = 5e-4, from_scratch: bool = False,
@@ -117,12 +130,14 @@ def pgd_training(model: tf.keras.Model, train: Dataset | tf.data.Dataset, val: D
         pipe = make_pipeline(train, batch_size=batch_size, shuffle=True, augment=False, seed=seed)
     else:
         pipe = train
-    tf.keras.utils.set_random_seed(seed)
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
         clone = clone_classifier(model, copy_weights=not from_scratch, name=f"{model.name}_pgd_trained")
+        if from_scratch:  # fresh initial weights from the seed (a derived one: not the original's own start)
+            seed_weights(clone, derive_seed(seed, "from-scratch"))
+        seed_random_layers(clone, seed)
         trainer = PGDTrainer(clone, eps=eps, steps=steps, step_size=step_size, clean_weight=clean_weight,
-                             random_start=random_start)
+                             random_start=random_start, seed=seed)
         trainer.compile(optimizer=tf.keras.optimizers.Adam(learning_rate),
                         loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     val_pipe = None

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from advkeras.errors import ModelError
 from advkeras.models import check_images, check_logits, compose, get_parts
+from advkeras.seeding import preserved_global_rng
 
 
 def plain_parts(model: tf.keras.Model) -> tuple[tf.keras.Model, tf.keras.Model]:
@@ -23,6 +24,7 @@ def plain_parts(model: tf.keras.Model) -> tuple[tf.keras.Model, tf.keras.Model]:
     return cnn, dnn
 
 
+@preserved_global_rng()  # clone_model seeds the copy's initializers from Python's `random`
 def clone_part(part: tf.keras.Model, *, trainable: bool = True, copy_weights: bool = True) -> tf.keras.Model:
     """A new model with `part`'s architecture and name (and weights unless `copy_weights=False`)."""
     import advkeras.models.layers  # noqa: F401  (custom layers must be registered before cloning)

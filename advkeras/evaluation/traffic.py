@@ -39,19 +39,23 @@ DEFAULT_ATTACKS: list[dict[str, Any]] = [
 
 @tf.keras.utils.register_keras_serializable(package="advkeras")
 class Jitter(tf.keras.layers.Layer):
-    """Adds uniform noise in [-noise, noise] and a random shift of up to `max_shift` pixels to each call."""
+    """Adds uniform noise in [-noise, noise] and a random shift of up to `max_shift` pixels to each call.
 
-    def __init__(self, noise: float = 16 / 255, max_shift: int = 2, **kwargs):
+    Its random ops carry op seeds from `seed`: different draws on every call, the same ones in every run,
+    and allowed under op determinism (TF refuses unseeded random ops there)."""
+
+    def __init__(self, noise: float = 16 / 255, max_shift: int = 2, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
-        self.noise, self.max_shift = float(noise), int(max_shift)
+        self.noise, self.max_shift, self.seed = float(noise), int(max_shift), int(seed)
 
     def call(self, x):
-        shift = tf.random.uniform([2], -self.max_shift, self.max_shift + 1, dtype=tf.int32)
+        shift = tf.random.uniform([2], -self.max_shift, self.max_shift + 1, dtype=tf.int32, seed=self.seed)
         x = tf.roll(x, shift, axis=[1, 2])
-        return tf.clip_by_value(x + tf.random.uniform(tf.shape(x), -self.noise, self.noise), 0.0, 1.0)
+        return tf.clip_by_value(x + tf.random.uniform(tf.shape(x), -self.noise, self.noise, seed=self.seed + 1),
+                                0.0, 1.0)
 
     def get_config(self):
-        return {**super().get_config(), "noise": self.noise, "max_shift": self.max_shift}
+        return {**super().get_config(), "noise": self.noise, "max_shift": self.max_shift, "seed": self.seed}
 
 
 def slide_positions(ds: Dataset) -> np.ndarray | None:
@@ -180,7 +184,7 @@ def _send_benign(defended, ds, events, begin, end, flagged, bar) -> int:
 def _run_attack_processes(defended, classifier, ds, spec, idx, k, seed) -> dict[str, Any]:
     label, start = _attack_label(spec), time.perf_counter()
     ids = [f"attacker-{k}-{label}-{p}" for p in range(len(idx))]
-    jitter = Jitter(**spec["jitter"]) if spec.get("jitter") else None
+    jitter = Jitter(**{"seed": seed, **spec["jitter"]}) if spec.get("jitter") else None
     model = as_user(defended, ids, rotate_ids=bool(spec.get("rotate_ids")), transform=jitter)
     x, y = ds.x[idx], ds.y[idx]
     # Decision-based attacks run targeted at the next class: their untargeted start (uniform noise) often

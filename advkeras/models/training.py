@@ -9,6 +9,8 @@ from tqdm.auto import tqdm
 
 from advkeras.data.dataset import Dataset
 from advkeras.models.checks import check_images, check_logits
+from advkeras.models.metrics import classification_metrics
+from advkeras.seeding import derive_seed, preserved_global_rng, seed_random_layers
 
 
 @dataclass
@@ -20,18 +22,32 @@ class TrainResult:
     metrics: dict = field(default_factory=dict)
 
 
-def _augment(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+def _augment(x: tf.Tensor, y: tf.Tensor, key: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    # Stateless ops drawn from the element's own `key` (shape [2]): stateful random ops in a parallel
+    # map give each image whichever draw its thread reaches first, so runs would differ.
+    keys = tf.unstack(tf.random.experimental.stateless_split(key, 7))
     # Histology patches have no canonical orientation, so flips and 90-degree turns are free data.
-    x = tf.image.random_flip_left_right(x)
-    x = tf.image.random_flip_up_down(x)
-    x = tf.image.rot90(x, tf.random.uniform((), 0, 4, dtype=tf.int32))
+    x = tf.image.stateless_random_flip_left_right(x, keys[0])
+    x = tf.image.stateless_random_flip_up_down(x, keys[1])
+    x = tf.image.rot90(x, tf.random.stateless_uniform((), keys[2], 0, 4, dtype=tf.int32))
     # Stain and scanner differences between patients show up as colour shifts; jitter them so
     # held-out patients look less foreign.
-    x = tf.image.random_brightness(x, 0.1)
-    x = tf.image.random_contrast(x, 0.8, 1.2)
-    x = tf.image.random_saturation(x, 0.7, 1.3)
-    x = tf.image.random_hue(x, 0.05)
+    x = tf.image.stateless_random_brightness(x, 0.1, keys[3])
+    x = tf.image.stateless_random_contrast(x, 0.8, 1.2, keys[4])
+    x = tf.image.stateless_random_saturation(x, 0.7, 1.3, keys[5])
+    x = tf.image.stateless_random_hue(x, 0.05, keys[6])
     return tf.clip_by_value(x, 0.0, 1.0), y
+
+
+def _flip(x: tf.Tensor, y: tf.Tensor, key: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    return tf.image.stateless_random_flip_left_right(x, key), y
+
+
+def _with_keys(pipe: tf.data.Dataset, seed: int) -> tf.data.Dataset:
+    """(x, y) -> (x, y, key): a stateless-op key per element, new every epoch, from `seed` alone."""
+    draws = tf.data.Dataset.random(seed=derive_seed(seed, "augment"), rerandomize_each_iteration=True)
+    keys = draws.map(lambda r: tf.stack([r, tf.constant(seed, tf.int64)]))
+    return tf.data.Dataset.zip((pipe, keys)).map(lambda xy, key: (*xy, key))
 
 
 def balanced_weights(y: np.ndarray) -> np.ndarray:
@@ -44,7 +60,10 @@ def balanced_weights(y: np.ndarray) -> np.ndarray:
 
 def make_pipeline(ds: Dataset, *, batch_size: int, shuffle: bool, augment: bool, seed: int,
                   balanced: bool = False) -> tf.data.Dataset:
-    """tf.data pipeline over an in-memory Dataset; `balanced` adds class-balancing sample weights."""
+    """tf.data pipeline over an in-memory Dataset; `balanced` adds class-balancing sample weights.
+
+    Shuffling and augmentation depend only on `seed` (an op seed and stateless ops), never on TF's
+    global seed being set, so they repeat under op determinism."""
     if balanced:
         pipe = tf.data.Dataset.from_tensor_slices((ds.x, ds.y, balanced_weights(ds.y)))
         return pipe.batch(batch_size).prefetch(tf.data.AUTOTUNE)
@@ -53,8 +72,7 @@ def make_pipeline(ds: Dataset, *, batch_size: int, shuffle: bool, augment: bool,
         pipe = pipe.shuffle(len(ds), seed=seed, reshuffle_each_iteration=True)
     if augment:
         square = ds.x.shape[1] == ds.x.shape[2]
-        pipe = pipe.map(_augment if square else (lambda x, y: (tf.image.random_flip_left_right(x), y)),
-                        num_parallel_calls=tf.data.AUTOTUNE)
+        pipe = _with_keys(pipe, seed).map(_augment if square else _flip, num_parallel_calls=tf.data.AUTOTUNE)
     return pipe.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
@@ -72,16 +90,20 @@ class _TqdmEpochs(tf.keras.callbacks.Callback):
         self.bar.close()
 
 
+@preserved_global_rng()
 def train_classifier(model: tf.keras.Model, train: Dataset, val: Dataset | None = None, *, epochs: int = 20,
                      batch_size: int = 64, learning_rate: float = 1e-3, patience: int = 4,
                      augment: bool = False, seed: int = 0, test: Dataset | None = None) -> TrainResult:
     """Fit `model` (logits out) with Adam and cross-entropy; early stopping on validation loss
-    restores the best weights. Held-out metrics are computed on `test` when given."""
+    restores the best weights. Held-out metrics are computed on `test` when given.
+
+    Shuffling, augmentation and Dropout masks come from `seed` alone; the caller's global random
+    state is neither set nor moved (see `advkeras.seeding`)."""
     check_logits(model)
     check_images(train.x, model, name="training images")
     if val is not None and len(val):
         check_images(val.x, model, name="validation images")
-    tf.keras.utils.set_random_seed(seed)
+    seed_random_layers(model, seed)
     model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate),
                   loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"], weighted_metrics=[])  # the balanced val weights act on the loss only
@@ -106,16 +128,11 @@ def predict_logits(model: tf.keras.Model, x: np.ndarray, batch_size: int = 256) 
 
 
 def evaluate_classifier(model: tf.keras.Model, ds: Dataset, batch_size: int = 256) -> dict:
-    """Accuracy, per-class recall and the confusion matrix (rows: true class, columns: predicted)."""
+    """Accuracy, balanced accuracy, recall and prediction share per class, the confusion matrix (rows: true
+    class, columns: predicted) and the groups (patients) scored."""
     pred = predict_logits(model, ds.x, batch_size).argmax(1)
-    k = max(ds.n_classes, model.output_shape[-1])
-    cm = np.zeros((k, k), dtype=int)
-    np.add.at(cm, (ds.y, pred), 1)
-    support = cm.sum(1)
-    recall = {ds.class_names[c] if c < len(ds.class_names) else str(c): (float(cm[c, c] / support[c])
-              if support[c] else None) for c in range(k)}
-    return {"n": int(len(ds)), "accuracy": float((pred == ds.y).mean()) if len(ds) else None,
-            "per_class_recall": recall, "confusion_matrix": cm.tolist(),
+    names = list(ds.class_names) + [str(c) for c in range(ds.n_classes, int(model.output_shape[-1]))]
+    return {**classification_metrics(ds.y, pred, names),
             "groups": sorted(map(str, np.unique(ds.groups))) if ds.groups is not None else None}
 
 
@@ -126,6 +143,7 @@ def split_dataset(ds: Dataset, seed: int = 0) -> tuple[Dataset, Dataset, Dataset
     return (split_by_group if ds.groups is not None else split_random)(ds, seed=seed)
 
 
+@preserved_global_rng()
 def fit_on_dataset(data: str | Dataset, *, backbone: str | None = None, epochs: int = 25, batch_size: int = 64,
                    learning_rate: float = 1e-3, patience: int = 6, seed: int = 0) -> tuple[tf.keras.Model, dict]:
     """Load `data` (sample name, path or Dataset), split it, build and train a classifier.

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from advkeras.errors import ModelError
 from advkeras.models.layers import CaffePreprocess
+from advkeras.seeding import fresh_seed, preserved_global_rng, seed_random_layers, seed_weights
 
 L = tf.keras.layers
 BACKBONES = ("vgg16", "vgg_mini", "lenet")
@@ -58,6 +59,7 @@ def default_backbone(input_shape: Sequence[int]) -> str:
     return "lenet" if int(input_shape[-1]) == 1 else "vgg_mini"
 
 
+@preserved_global_rng()
 def build_dnn(n_features: int, n_classes: int, head: Sequence[int], dropout: float = 0.3,
               name: str = "dnn") -> tf.keras.Model:
     """Dense head: hidden ReLU layers `dense_1..k` then `logits` (no softmax: models output logits)."""
@@ -77,6 +79,9 @@ def build_classifier(backbone: str, input_shape: Sequence[int], n_classes: int, 
 
     Inputs are float32 [0, 1] channels-last images; outputs are logits. `weights="imagenet"`
     (vgg16 only) loads the ImageNet convolutional weights from the local Keras cache.
+
+    The initial weights and Dropout masks come from `seed` alone (`advkeras.seeding.seed_weights`);
+    `seed=None` draws a fresh one. No global random state is set or moved.
     """
     if backbone not in BACKBONES:
         raise ModelError(f"unknown backbone {backbone!r}; choose one of: {', '.join(BACKBONES)}.")
@@ -87,15 +92,19 @@ def build_classifier(backbone: str, input_shape: Sequence[int], n_classes: int, 
         raise ModelError(f"n_classes must be at least 2, got {n_classes}.")
     if weights is not None and backbone != "vgg16":
         raise ModelError(f"pretrained weights exist only for vgg16, not {backbone!r}; use weights=None.")
-    if seed is not None:
-        tf.keras.utils.set_random_seed(seed)
-    if backbone == "vgg16":
-        cnn = _vgg16_cnn(input_shape, weights)
-    elif backbone == "vgg_mini":
-        cnn = _vgg_mini_cnn(input_shape)
-    else:
-        cnn = _lenet_cnn(input_shape)
-    dnn = build_dnn(int(cnn.output_shape[-1]), n_classes, DEFAULT_HEADS[backbone] if head is None else head,
-                    dropout)
-    inp = L.Input(input_shape, name="image")
-    return tf.keras.Model(inp, dnn(cnn(inp)), name=f"{backbone}_classifier")
+    seed = fresh_seed() if seed is None else seed
+    with preserved_global_rng():  # Keras seeds its unseeded initializers from Python's `random`
+        if backbone == "vgg16":
+            cnn = _vgg16_cnn(input_shape, weights)
+        elif backbone == "vgg_mini":
+            cnn = _vgg_mini_cnn(input_shape)
+        else:
+            cnn = _lenet_cnn(input_shape)
+        dnn = build_dnn(int(cnn.output_shape[-1]), n_classes, DEFAULT_HEADS[backbone] if head is None else head,
+                        dropout)
+        inp = L.Input(input_shape, name="image")
+        model = tf.keras.Model(inp, dnn(cnn(inp)), name=f"{backbone}_classifier")
+    if weights == "imagenet":  # keep the pretrained convolutional weights: only the new head starts from the seed
+        seed_weights(dnn, seed)
+        return seed_random_layers(model, seed)
+    return seed_weights(model, seed)

@@ -10,10 +10,12 @@ import pytest
 
 from advkeras.attacks import generate
 from advkeras.data import load_sample, split_random
+from advkeras.data.dataset import Dataset
 from advkeras.defenses.adversarial_training import adversarial_retraining, pgd_training
 from advkeras.defenses.build import build_defense
+from advkeras.defenses.cloning import clone_classifier
 from advkeras.errors import InputError
-from advkeras.models import build_classifier, get_parts, predict_logits
+from advkeras.models import build_classifier, get_parts, predict_logits, train_classifier
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "pgd_training_distributed.py"
@@ -42,7 +44,15 @@ def test_retraining_on_fgsm_adversarials_recovers_them(mnist_model, mnist_splits
     adv = generate(mnist_model, test.x[:200], test.y[:200], "fgsm", eps=0.15, backend="native", progress=False)
     fooled = adv.success & (adv.pred_clean == adv.y)
     recovered = (predict_logits(res.model, adv.clipped[fooled]).argmax(1) == adv.y[fooled]).mean()
-    assert fooled.sum() >= 20 and recovered > 0.3
+    # Fine-tuning on clean images alone already recovers some (0.13-0.26 over model seeds 0-6, against
+    # 0.18-0.40 with the adversarials), so the adversarials must do better than the same run without them.
+    small = train.subset(np.arange(600))
+    clean = clone_classifier(mnist_model)
+    train_classifier(clean, Dataset(np.concatenate([small.x] * 2), np.concatenate([small.y] * 2), None,
+                                    small.class_names, small.name), val.subset(np.arange(150)), epochs=3,
+                     learning_rate=5e-4, patience=3, seed=0)
+    baseline = (predict_logits(clean, adv.clipped[fooled]).argmax(1) == adv.y[fooled]).mean()
+    assert fooled.sum() >= 20 and recovered > max(baseline, 0.15)
 
 
 def test_bad_arguments_are_refused(mnist_model, mnist_splits):

@@ -16,6 +16,7 @@ from advkeras.defenses.cloning import batched, clone_part, cnn_features, head_un
 from advkeras.defenses.result import DefenseResult
 from advkeras.errors import InputError, ModelError
 from advkeras.models import build_dnn, check_logits, compose
+from advkeras.seeding import preserved_global_rng, seed_weights
 
 
 def encoder_of(middle: tf.keras.Model | DefenseResult) -> tf.keras.Model:
@@ -33,6 +34,7 @@ def _get(model: tf.keras.Model, name: str) -> tf.keras.Model:
                          "advkeras.defenses.middle_autoencoder (or its model).") from None
 
 
+@preserved_global_rng()
 def encoder_defense(model: tf.keras.Model, train: Dataset, val: Dataset | None = None, *,
                     middle: tf.keras.Model | DefenseResult | None = None, head: Sequence[int] | None = None,
                     dropout: float = 0.3, epochs: int = 60, batch_size: int = 64, learning_rate: float = 1e-3,
@@ -59,9 +61,8 @@ def encoder_defense(model: tf.keras.Model, train: Dataset, val: Dataset | None =
     val_data = None
     if val is not None and len(val):
         val_data = (batched(encoder, cnn_features(model, val.x)), val.y)
-    tf.keras.utils.set_random_seed(seed)
-    new_dnn = build_dnn(codes.shape[1], int(dnn.output_shape[-1]), head_units(dnn) if head is None else head,
-                        dropout, name="dnn")
+    new_dnn = seed_weights(build_dnn(codes.shape[1], int(dnn.output_shape[-1]),
+                                     head_units(dnn) if head is None else head, dropout, name="dnn"), seed)
     history = fit_arrays(new_dnn, codes, train.y, val_data,
                          loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                          metrics=["accuracy"], epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,

@@ -5,6 +5,8 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
+from advkeras.seeding import preserved_global_rng, seed_random_layers
+
 
 class EpochBar(tf.keras.callbacks.Callback):
     """One tqdm bar per fit, one tick per epoch."""
@@ -21,20 +23,27 @@ class EpochBar(tf.keras.callbacks.Callback):
         self.bar.close()
 
 
+@preserved_global_rng()
 def fit_arrays(model: tf.keras.Model, x: np.ndarray, y: np.ndarray, val: tuple[np.ndarray, np.ndarray] | None, *,
-               loss: tf.keras.losses.Loss, metrics: list | None = None, epochs: int, batch_size: int,
-               learning_rate: float, patience: int, seed: int, desc: str) -> dict[str, list[float]]:
-    """Adam fit on in-memory arrays; with `val`, early stopping restores the best weights."""
-    tf.keras.utils.set_random_seed(seed)
-    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate), loss=loss, metrics=metrics or [])
+               loss: tf.keras.losses.Loss | dict, metrics: list | None = None, epochs: int, batch_size: int,
+               learning_rate: float, patience: int, seed: int, desc: str,
+               loss_weights: dict | None = None) -> dict[str, list[float]]:
+    """Adam fit on in-memory arrays; with `val`, early stopping restores the best weights.
+
+    Batches are shuffled by a tf.data op seeded with `seed` and Dropout masks come from it too;
+    Keras' own `shuffle=True` draws from TF's global generator, which advkeras never seeds."""
+    seed_random_layers(model, seed)
+    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate), loss=loss, loss_weights=loss_weights,
+                  metrics=metrics or [])
     callbacks: list[tf.keras.callbacks.Callback] = [EpochBar(epochs, desc)]
     if val is not None and len(val[0]):
         callbacks.append(tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
                                                           restore_best_weights=True))
     else:
         val = None
-    hist = model.fit(x, y, validation_data=val, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0,
-                     callbacks=callbacks)
+    pipe = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    val_pipe = None if val is None else tf.data.Dataset.from_tensor_slices(tuple(val)).batch(batch_size)
+    hist = model.fit(pipe.batch(batch_size), validation_data=val_pipe, epochs=epochs, verbose=0, callbacks=callbacks)
     return {k: [float(v) for v in vs] for k, vs in hist.history.items()}
 
 

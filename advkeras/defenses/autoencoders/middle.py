@@ -16,10 +16,12 @@ from advkeras.defenses.cloning import clone_part, cnn_features, plain_parts
 from advkeras.defenses.result import DefenseResult
 from advkeras.errors import InputError
 from advkeras.models import check_logits, compose
+from advkeras.seeding import preserved_global_rng, seed_weights
 
 L = tf.keras.layers
 
 
+@preserved_global_rng()
 def build_dense_autoencoder(n_features: int, *, code_size: int = 64, hidden: Sequence[int] = (256,),
                             scale: float = 1.0, nonnegative: bool = True,
                             name: str = "middle_ae") -> tf.keras.Model:
@@ -46,6 +48,7 @@ def build_dense_autoencoder(n_features: int, *, code_size: int = 64, hidden: Seq
     return tf.keras.Model(inp, decoder(encoder(inp)), name=name)
 
 
+@preserved_global_rng()
 def train_feature_autoencoder(features: np.ndarray, val_features: np.ndarray | None = None, *, code_size: int = 64,
                               hidden: Sequence[int] = (256,), epochs: int = 40, batch_size: int = 64,
                               learning_rate: float = 1e-3, patience: int = 5,
@@ -55,9 +58,8 @@ def train_feature_autoencoder(features: np.ndarray, val_features: np.ndarray | N
     if features.ndim != 2 or len(features) < 2:
         raise InputError(f"features must be an N x D array with N >= 2, got shape {features.shape}.")
     scale = float(features.std()) or 1.0
-    tf.keras.utils.set_random_seed(seed)
-    ae = build_dense_autoencoder(features.shape[1], code_size=code_size, hidden=hidden, scale=scale,
-                                 nonnegative=bool(features.min() >= 0))
+    ae = seed_weights(build_dense_autoencoder(features.shape[1], code_size=code_size, hidden=hidden, scale=scale,
+                                              nonnegative=bool(features.min() >= 0)), seed)
     val = None if val_features is None else (val_features, val_features)
     # The loss is taken in unit scale so one learning rate fits any backbone's feature magnitudes.
     history = fit_arrays(ae, features, features, val, loss=_ScaledMSE(scale), epochs=epochs, batch_size=batch_size,
@@ -74,6 +76,7 @@ class _ScaledMSE(tf.keras.losses.Loss):
         return tf.reduce_mean(tf.square((y_true - y_pred) / self.scale), axis=-1)
 
 
+@preserved_global_rng()
 def middle_autoencoder(model: tf.keras.Model, train: Dataset, val: Dataset | None = None, *, code_size: int = 64,
                        hidden: Sequence[int] = (256,), epochs: int = 40, batch_size: int = 64,
                        learning_rate: float = 1e-3, patience: int = 5, seed: int = 0) -> DefenseResult:
