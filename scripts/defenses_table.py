@@ -45,6 +45,8 @@ def parse(argv: list[str] | None = None, **defaults) -> argparse.Namespace:
                    help="adversarial retraining learning rate (the library default; use the original's for VGG16)")
     p.add_argument("--defenses", nargs="+", default=list(NAMES), choices=NAMES, help="defenses to build")
     p.add_argument("--ae-epochs", type=int, default=6, help="initial autoencoder epochs")
+    p.add_argument("--ae-consistency", type=float, default=0.0,
+                   help="initial autoencoder's classifier-consistency weight (0: the paper's pixel loss only)")
     p.add_argument("--tag", default="idc_vgg_mini", help="file name stem of the outputs")
     p.add_argument("--out", default=str(ROOT / "docs" / "results"))
     p.set_defaults(**defaults)
@@ -59,7 +61,7 @@ def defense_params(args: argparse.Namespace) -> dict:
                                        "share": args.train_share, "epochs": args.retrain_epochs,
                                        "learning_rate": args.retrain_lr},
               "middle-ae": {"epochs": 40}, "encoder": {"epochs": 60},
-              "initial-ae": {"epochs": args.ae_epochs}}
+              "initial-ae": {"epochs": args.ae_epochs, "consistency": args.ae_consistency}}
     return {name: params[name] for name in args.defenses}
 
 
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None, **defaults) -> dict:
     import numpy as np
 
     from advkeras.attacks import iterative_params
-    from advkeras.data import load_sample, split_by_group
+    from advkeras.data import load_sample, split_by_group, stratified_indices, stratified_subset
     from advkeras.evaluation.defense_figures import (plot_new_adversarial_rates, plot_new_adversarials,
                                                      plot_recovery)
     from advkeras.evaluation.robustness import defense_table, mean_std, new_adversarials
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None, **defaults) -> dict:
     train, val, test = split_by_group(load_sample("idc"), seed=0)
     if args.n_train:
         train = train.subset(np.random.default_rng(0).permutation(len(train))[:args.n_train])
-    ev = test.subset(np.sort(np.random.default_rng(0).permutation(len(test))[:args.n_eval]))
+    ev = stratified_subset(test, args.n_eval, seed=0)  # by class, spread over patients
     saved = ROOT / "runs" / f"defenses_{args.tag}" / "original.keras"
     if args.model:
         model, epochs_run = load_model(args.model), None
@@ -115,7 +117,7 @@ def main(argv: list[str] | None = None, **defaults) -> dict:
         print(f"Table 1 seed {seed} done ({time.time() - start:.0f} s)", flush=True)
         if i == 0:
             new_models = {"original": model, **models_by_seed[seed]}
-            pick = np.sort(np.random.default_rng(0).permutation(len(test))[:args.n_new])  # both classes, all patients
+            pick = stratified_indices(test.y, args.n_new, groups=test.groups, seed=0)  # both classes, all patients
             rows, fixed = new_adversarials(new_models, test.x[pick], test.y[pick], attack="pgd",
                                            eps=args.eps, eps_grid=grid, seed=seed, **iterative_params(args.pgd_steps))
             result["new_adversarials"] = {"attack": "pgd", **iterative_params(args.pgd_steps), "eps": args.eps,
@@ -137,13 +139,25 @@ def markdown(result: dict) -> str:
     t = result["table1"]
     s = t["summary"]
     lines = ["| defense | " + " | ".join(f"{a.upper()} recovered %" for a in t["attacks"]) +
-             " | all % | clean accuracy |", "|---" * (len(t["attacks"]) + 3) + "|"]
+             " | all % | all, balanced over classes % | clean accuracy | balanced accuracy | degenerate (seeds) |",
+             "|---" * (len(t["attacks"]) + 6) + "|"]
     acc = s["clean_accuracy"]
+    bal = s.get("balanced_accuracy")
+    n_seeds = len(t["seeds"])
+
+    def extra(name: str) -> str:  # columns that JSONs written before the balanced metrics lack
+        if not bal:
+            return " - | - |"
+        deg = round(s["degenerate"][name]["mean"] * n_seeds)
+        return f" {bal[name]['mean']:.3f} ± {bal[name]['std']:.3f} | {deg}/{n_seeds} |"
+
     lines.append("| original | " + " | ".join("0 (by definition)" for _ in t["attacks"]) +
-                 f" | 0 | {acc['original']['mean']:.3f} |")
+                 f" | 0 | 0 | {acc['original']['mean']:.3f} |" + extra("original"))
     for d, rows in s["recovered"].items():
         cells = [_pct(rows[a]) for a in [*t["attacks"], "all"]]
-        lines.append(f"| {d} | " + " | ".join(cells) + f" | {acc[d]['mean']:.3f} ± {acc[d]['std']:.3f} |")
+        balanced = _pct(s["recovered_balanced"][d]["all"]) if "recovered_balanced" in s else "-"
+        lines.append(f"| {d} | " + " | ".join(cells) + f" | {balanced} | {acc[d]['mean']:.3f} ± {acc[d]['std']:.3f} |"
+                     + extra(d))
     fooled = ", ".join(f"{a.upper()} {s['n_fooled'][a]['mean']:.0f}" for a in t["attacks"])
     n_eval = result.get("n_eval_images", result["args"]["n_eval"])
     lines += ["", f"Initial adversarials that fooled the original (per seed, of {n_eval} "

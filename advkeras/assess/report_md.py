@@ -1,29 +1,50 @@
-"""The short Markdown report of a run (the HTML report comes later and reads the same metrics)."""
+"""The short Markdown report of a run (the HTML report reads the same metrics and shows more)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from advkeras.assess.context import RunContext
+from advkeras.evaluation.risk import RULES, eps_label, risk_summary
+
+
+def _num(v) -> str:
+    return "-" if v is None or v != v else f"{v:.3f}"
 
 
 def write_report_md(ctx: RunContext) -> Path:
     m = ctx.metrics
     test = m["model"]["test"]
     lines = [f"# advkeras assessment: {m['data']['name']}", "",
-             f"Command: `{m['command']}` (seed {ctx.seed}).", "",
-             "## Model", "",
-             f"- {m['model']['name']}, {m['model']['params']:,} parameters",
-             f"- held-out accuracy **{test['accuracy']:.3f}** on {test['n']} images"
-             + (f" of patients {', '.join(test['groups'])}" if test.get("groups") else ""),
-             "- recall per class: " + ", ".join(f"{k} {v:.3f}" for k, v in test["per_class_recall"].items()
-                                                 if v is not None), "",
-             "## Attacks", "", "| attack | backend | eps | success rate | on correctly classified | median Linf |",
-             "|---|---|---|---|---|---|"]
+             f"Command: `{m['command']}` (seed {ctx.seed}).", "", "## Risk summary", "",
+             "| level | threat | why |", "|---|---|---|"]
+    lines += [f"| {r['level']} | {r['threat']} | {r['reason']} |" for r in risk_summary(m)]
+    lines += ["", "Rules, as applied:", ""] + [f"- {r}" for r in RULES]
+    lines += ["", "## Model", "",
+              f"- {m['model']['name']}, {m['model']['params']:,} parameters",
+              f"- held-out accuracy **{test['accuracy']:.3f}**, balanced accuracy **{_num(test.get('balanced_accuracy'))}** "
+              f"on {test['n']} images" + (f" of patients {', '.join(test['groups'])}" if test.get("groups") else ""),
+              "- recall per class: " + ", ".join(f"{k} {v:.3f}" for k, v in test["per_class_recall"].items()
+                                                  if v is not None),
+              "- share of predictions per class: " + ", ".join(f"{k} {v:.3f}" for k, v in
+                                                               (test.get("prediction_share") or {}).items()
+                                                               if v is not None)]
+    ev = (m.get("evaluation") or {}).get("eval_set")
+    if ev:
+        lines.append(f"- attacked: {ev['n']} held-out images, per class " +
+                     ", ".join(f"{k} {v}" for k, v in ev["per_class"].items()))
+    lines += ["", "## Attacks", "", "| attack | backend | eps | success rate | on correctly classified | median Linf |",
+              "|---|---|---|---|---|---|"]
     for r in m.get("attacks", []):
-        eps = "-" if r["eps"] is None else f"{r['eps']:.4f} ({r['eps'] * 255:.0f}/255)"
-        med = "-" if r["median_linf_success"] is None else f"{r['median_linf_success']:.4f}"
+        eps = "-" if r["eps"] is None else f"{r['eps']:.4f} ({eps_label(r['eps'])})"
         lines.append(f"| {r['attack']} | {r['backend']} | {eps} | {r['success_rate']:.3f} | "
-                     f"{r['success_rate_on_correct']:.3f} | {med} |")
+                     f"{r['success_rate_on_correct']:.3f} | {_num(r['median_linf_success'])} |")
+    rows = m.get("defense_summary", [])
+    if rows:
+        lines += ["", "## Defenses", "", "| defense | balanced accuracy | degenerate | worst-case success | attack | "
+                  "known adversarials recovered (balanced) | gradient masking suspected |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['defense']} | {_num(r['balanced_accuracy'])} | {'yes' if r['degenerate'] else 'no'} | "
+                  f"{_num(r['worst_case_success'])} | {r['worst_case_attack']} | {_num(r['recovered'])} "
+                  f"({_num(r['recovered_balanced'])}) | {r['gradient_masking_suspected']} |" for r in rows]
     path = ctx.out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -1,10 +1,15 @@
 """Assessment stage: build the defenses around the run's model and evaluate them.
 
-Table 1 (one seed here; scripts/defenses_table.py runs three): share of initial adversarials
-(made on the original model) that each defended model classifies correctly again, and clean
-accuracy. New adversarials: each model attacked afresh (success at eps, median minimal eps).
-The encoder disagreement detector is scored on the same adversarials. Default settings keep the
-stage near a minute on 2 CPU cores; heavier ones (PGD adversarial training, more epochs) are options.
+Every model (original and defended) gets accuracy, balanced accuracy, recall and prediction share per
+class on all held-out patients and on the validation patients; a degenerate model (one class almost always,
+or a balanced accuracy far below the original's) is marked and never chosen as the best defense.
+Table 1 (one seed here; scripts/defenses_table.py runs three): share of initial adversarials (made on the
+original model) that each defended model classifies correctly again, pooled (the paper's definition), per
+class and balanced. New adversarials: each model attacked afresh, white-box (success at eps, median minimal
+eps), and with the original's adversarials transferred; the worst of the two is the defense's evasion
+figure. Sanity checks (evaluation.sanity) flag suspected gradient masking per model. The encoder
+disagreement detector is scored on the same adversarials. Evaluation images: a seeded subset of the
+held-out set, stratified by class and spread over patients.
 """
 from __future__ import annotations
 
@@ -14,21 +19,23 @@ from typing import Any
 
 from advkeras.assess.context import RunContext
 from advkeras.attacks import iterative_params
+from advkeras.data.sampling import composition, stratified_subset
 from advkeras.defenses.build import build_defenses
 from advkeras.detectors.encoder_disagreement import EncoderDisagreementDetector
 from advkeras.evaluation.defense_figures import plot_new_adversarial_rates, plot_new_adversarials, plot_recovery
-from advkeras.evaluation.detection import binary_detection_metrics, detection_metrics
-from advkeras.evaluation.robustness import clean_accuracy, initial_adversarials, mean_std, new_adversarials, \
-    recovery_rates
-from advkeras.models import save_model
+from advkeras.evaluation.detection import binary_detection_metrics, detection_metrics, detector_row
+from advkeras.evaluation.robustness import initial_adversarials, mean_std, new_adversarials, recovery_rates
+from advkeras.evaluation.sanity import degeneracy, sanity_checks, success_on_correct
+from advkeras.models import evaluate_classifier, save_model
 
 log = logging.getLogger(__name__)
 DEFAULTS: dict[str, Any] = {
     "enabled": True, "names": ["adversarial-training", "middle-ae", "encoder", "initial-ae"],
-    "eps": 4 / 255, "attacks": ["fgsm", "bim", "pgd"], "attack_steps": 5, "max_eval": 96,
+    "eps": 4 / 255, "attacks": ["fgsm", "bim", "pgd"], "attack_steps": 10, "max_eval": 96,
     "params": {"adversarial-training": {"attacks": ["fgsm"], "epochs": 1}, "middle-ae": {"epochs": 15},
-               "encoder": {"epochs": 20}, "initial-ae": {"epochs": 3}},
-    "new_attack": "fgsm", "eps_grid": [e / 255 for e in (1, 2, 4, 8, 16)], "save_models": True,
+               "encoder": {"epochs": 20}, "initial-ae": {"epochs": 3, "consistency": 1.0}},
+    "new_attack": "pgd", "eps_grid": [e / 255 for e in (1, 2, 4, 8, 16)], "sanity_checks": True,
+    "max_val_balanced_drop": 0.05, "save_models": True,
 }
 
 
@@ -49,17 +56,20 @@ def stage_defenses(ctx: RunContext) -> None:
                            seed=ctx.seed)
     models = {n: r.model for n, r in built.items()}
     ctx.defended.update(models)  # later stages (activation graphs) compare these with the original
-    ev = ctx.eval_set()
-    ev = ev.subset(slice(0, min(len(ev), int(cfg["max_eval"]))))
+    every = {"original": ctx.model, **models}
+    ev = ctx.eval_set(int(cfg["max_eval"]))
     steps = {a: iterative_params(int(cfg["attack_steps"])) for a in ("bim", "pgd")}
     adv = initial_adversarials(ctx.model, ev.x, ev.y, cfg["attacks"], eps=cfg["eps"], seed=ctx.seed,
                                attack_params=steps, progress=False)
     recovered = recovery_rates(models, adv)
-    acc = clean_accuracy({"original": ctx.model, **models}, ev.x, ev.y)
+    quality = {n: _quality(ctx, m) for n, m in every.items()}
     new_params = steps.get(cfg["new_attack"], {})
-    new_rows, fixed = new_adversarials({"original": ctx.model, **models}, ev.x, ev.y, attack=cfg["new_attack"],
-                                       eps=cfg["eps"], eps_grid=cfg["eps_grid"], seed=ctx.seed, progress=False,
-                                       **new_params)
+    new_rows, fixed = new_adversarials(every, ev.x, ev.y, attack=cfg["new_attack"], eps=cfg["eps"],
+                                       eps_grid=cfg["eps_grid"], seed=ctx.seed, progress=False, **new_params)
+    transfer = {n: success_on_correct(m, ev.x, ev.y, fixed["original"].clipped) for n, m in models.items()}
+    sanity = {n: sanity_checks(m, ev.x, ev.y, whitebox=fixed[n], steps=int(cfg["attack_steps"]), seed=ctx.seed,
+                               transfer_adv=None if n == "original" else fixed["original"].clipped)
+              for n, m in every.items()} if cfg["sanity_checks"] else {}
     table = {"eps": cfg["eps"], "seeds": [ctx.seed], "attacks": cfg["attacks"],
              "summary": mean_std([{"recovered": {d: {a: r["recovered"] for a, r in rows.items()}
                                                  for d, rows in recovered.items()}}])}
@@ -70,13 +80,49 @@ def stage_defenses(ctx: RunContext) -> None:
             save_model(m, ctx.out / "defenses" / f"{name}.keras", overwrite=True)
     ctx.metrics["defenses"] = {
         "settings": {k: v for k, v in cfg.items() if k != "params"}, "params": cfg["params"], "n_eval": len(ev),
-        "info": {n: r.info for n, r in built.items()}, "recovered": recovered, "clean_accuracy": acc,
-        "new_adversarials": new_rows, "encoder_disagreement": detector, "seconds": time.perf_counter() - start}
+        "eval_set": composition(ev), "info": {n: r.info for n, r in built.items()}, "recovered": recovered,
+        "quality": quality, "clean_accuracy": {n: q["test"]["accuracy"] for n, q in quality.items()},
+        "new_adversarials": new_rows, "transfer_success": transfer, "sanity_checks": sanity,
+        "encoder_disagreement": detector, "seconds": time.perf_counter() - start}
     ctx.metrics.setdefault("defense_summary", []).extend(
-        {"defense": n, "clean_accuracy": acc[n], "clean_accuracy_drop": acc["original"] - acc[n],
-         "recovered": recovered[n]["all"]["recovered"], "new_success": new_rows[n]["success_rate_on_correct"],
-         "median_min_eps": new_rows[n]["median_min_linf"]} for n in models)
+        {**_summary_row(n, cfg, ev, quality, recovered[n], new_rows[n], transfer[n], sanity.get(n)),
+         "original_success": new_rows["original"]["success_rate_on_correct"]}
+        for n in models)
+    if "original" in sanity:
+        ctx.metrics.setdefault("model", {})["defense_stage_sanity_checks"] = sanity["original"]
     log.info("defenses: recovered %s", {n: round(recovered[n]["all"]["recovered"], 3) for n in models})
+
+
+def _quality(ctx: RunContext, model) -> dict:
+    """Classification metrics on every held-out patient (verdicts) and on the validation patients (the
+    fidelity target a defense is built to keep)."""
+    return {"test": evaluate_classifier(model, ctx.test),
+            "val": evaluate_classifier(model, ctx.val) if ctx.val is not None and len(ctx.val) else None}
+
+
+def _summary_row(name: str, cfg: dict, ev, quality: dict, recovered: dict, new: dict, transfer: float,
+                 sanity: dict | None) -> dict:
+    """One `defense_summary` row: what the risk summary and the report read (see docs/metrics.md)."""
+    q, ref = quality[name], quality["original"]
+    reasons = degeneracy(q["test"], ref["test"])
+    val_drop = (ref["val"]["balanced_accuracy"] - q["val"]["balanced_accuracy"]
+                if q["val"] and ref["val"] and q["val"]["balanced_accuracy"] is not None else None)
+    whitebox = new["success_rate_on_correct"]
+    worst = max(((whitebox, f"{cfg['new_attack']} white-box"), (transfer, "transfer from the original")),
+                key=lambda t: -1.0 if t[0] != t[0] else t[0])
+    return {"defense": name, "eps": cfg["eps"], "n_eval": int(len(ev)), "n_eval_per_class": composition(ev)["per_class"],
+            "clean_accuracy": q["test"]["accuracy"], "clean_accuracy_drop": ref["test"]["accuracy"] - q["test"]["accuracy"],
+            "balanced_accuracy": q["test"]["balanced_accuracy"],
+            "balanced_accuracy_drop": ref["test"]["balanced_accuracy"] - q["test"]["balanced_accuracy"],
+            "original_balanced_accuracy": ref["test"]["balanced_accuracy"], "n_test": q["test"]["n"],
+            "prediction_share": q["test"]["prediction_share"], "degenerate": bool(reasons),
+            "degenerate_reasons": reasons, "val_balanced_accuracy_drop": val_drop,
+            "keeps_val_balanced_accuracy": None if val_drop is None else bool(val_drop <= cfg["max_val_balanced_drop"]),
+            "recovered": recovered["all"]["recovered"], "recovered_balanced": recovered["all"]["balanced"],
+            "recovered_n": recovered["all"]["n"], "new_success": whitebox, "transfer_success": transfer,
+            "worst_case_success": worst[0], "worst_case_attack": worst[1], "median_min_eps": new["median_min_linf"],
+            "sanity_checks": sanity, "gradient_masking_suspected": None if sanity is None
+            else sanity["gradient_masking_suspected"]}
 
 
 def _figures(ctx: RunContext, table: dict, fixed: dict, rows: dict, class_names) -> None:
@@ -100,8 +146,9 @@ def _encoder_disagreement(ctx: RunContext, encoder_model, ev, adv: dict) -> dict
         log.warning("encoder disagreement detector skipped: it is calibrated on validation images and this run "
                     "has %d.", 0 if ctx.val is None else len(ctx.val))
         return None
-    det = EncoderDisagreementDetector(ctx.model, encoder_model).fit(ctx.val.x[:300], ctx.val.y[:300])
-    calib = det.decision_function(ctx.val.x[:300])
+    calib_set = stratified_subset(ctx.val, 300, seed=ctx.seed)
+    det = EncoderDisagreementDetector(ctx.model, encoder_model).fit(calib_set.x, calib_set.y)
+    calib = det.decision_function(calib_set.x)
     clean_flags, clean_scores = det.predict(ev.x).astype(bool), det.decision_function(ev.x)
     out = {"clean_flag_rate_val": det.clean_flag_rate_, "attacks": {}}
     for name, res in adv.items():
@@ -111,10 +158,7 @@ def _encoder_disagreement(ctx: RunContext, encoder_model, ev, adv: dict) -> dict
         binary = binary_detection_metrics(clean_flags, det.predict(x_adv).astype(bool))
         graded = detection_metrics(clean_scores, det.decision_function(x_adv), calibration_scores=calib)
         out["attacks"][name] = {"binary": binary, "graded": graded}
-        at = graded["at_fpr"]
         ctx.metrics.setdefault("detector_summary", []).append(
-            {"detector": "encoder disagreement", "attack": f"{name}@{res.eps}", "auc": graded["auc"],
-             "tpr_at_1": at["0.01"]["tpr"], "tpr_at_5": at["0.05"]["tpr"], "tpr_at_10": at["0.1"]["tpr"],
-             "fpr_at_5": at["0.05"]["fpr"], "n_clean": graded["n_clean"], "n_adv": graded["n_adv"],
-             "disagreement_tpr": binary["tpr"], "disagreement_fpr": binary["fpr"]})
+            detector_row("encoder disagreement", f"{name}@{res.eps}", graded, disagreement_tpr=binary["tpr"],
+                         disagreement_fpr=binary["fpr"]))
     return out

@@ -9,19 +9,12 @@ import numpy as np
 from advkeras.assess.context import RunContext
 from advkeras.detectors.feature_response import FeatureResponseDetector
 from advkeras.detectors.feature_response_plot import plot_feature_responses
-from advkeras.evaluation.detection import detection_metrics
+from advkeras.data.sampling import stratified_subset
+from advkeras.evaluation.detection import detection_metrics, detector_row
 
 log = logging.getLogger(__name__)
 DEFAULTS = {"enabled": True, "window": 4, "stride": None, "method": "guided_backprop", "direction": "higher",
             "max_calibration": 300, "figure_images": 3}
-
-
-def detector_rows(name: str, attack: str, m: dict) -> dict:
-    """One `detector_summary` row (the report's detector table) from `detection_metrics` output."""
-    at = m["at_fpr"]
-    return {"detector": name, "attack": attack, "auc": m["auc"], "tpr_at_1": at["0.01"]["tpr"],
-            "tpr_at_5": at["0.05"]["tpr"], "tpr_at_10": at["0.1"]["tpr"], "fpr_at_5": at["0.05"]["fpr"],
-            "n_clean": m["n_clean"], "n_adv": m["n_adv"]}
 
 
 def stage_feature_response(ctx: RunContext) -> None:
@@ -33,8 +26,7 @@ def stage_feature_response(ctx: RunContext) -> None:
     start = time.perf_counter()
     det = FeatureResponseDetector(ctx.model, window=int(cfg["window"]), stride=cfg["stride"], method=cfg["method"],
                                   direction=cfg["direction"])
-    calib = ctx.val.x[:int(cfg["max_calibration"])]
-    det.fit(calib)
+    det.fit(stratified_subset(ctx.val, int(cfg["max_calibration"]), seed=ctx.seed).x)
     ev = ctx.eval_set()
     clean_scores = det.score_samples(ev.x)
     results, rows = {}, []
@@ -45,7 +37,7 @@ def stage_feature_response(ctx: RunContext) -> None:
             continue
         m = detection_metrics(clean_scores, det.score_samples(adv), calibration_scores=det.calibration_scores_)
         results[key] = {"success_rate": res.success_rate, **m}
-        rows.append(detector_rows("feature response", key, m))
+        rows.append(detector_row("feature response", key, m))
         if cfg["figure_images"]:
             idx = np.flatnonzero(res.success)[:int(cfg["figure_images"])]
             tag = key.replace("@", "_eps").replace(".", "p")

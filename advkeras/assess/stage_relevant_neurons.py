@@ -12,12 +12,12 @@ import time
 import numpy as np
 
 from advkeras.assess.context import RunContext
-from advkeras.assess.stage_feature_response import detector_rows
 from advkeras.detectors.relevant_neurons import NeuronDescriptors, RelevantNeuronDetector, RelevantNeuronSets
 from advkeras.detectors.relevant_neurons.experiment import AttackSpec, attack_part
 from advkeras.detectors.relevant_neurons.views import plot_centroid_kde, plot_relevant_gradcam
 from advkeras.errors import DataError
-from advkeras.evaluation.detection import binary_detection_metrics, detection_metrics
+from advkeras.data.sampling import stratified_subset
+from advkeras.evaluation.detection import binary_detection_metrics, detection_metrics, detector_row
 
 log = logging.getLogger(__name__)
 DEFAULTS = {"enabled": True, "mu": 10, "neuron_set": "shared", "with_label": True, "n_estimators": 200,
@@ -31,7 +31,7 @@ def stage_relevant_neurons(ctx: RunContext) -> None:
         return
     start = time.perf_counter()
     nd = NeuronDescriptors(ctx.model, append_prediction=True).fit()
-    fit_part = ctx.val.subset(slice(0, int(cfg["max_fit"])))
+    fit_part = stratified_subset(ctx.val, int(cfg["max_fit"]), seed=ctx.seed)
     n_classes = int(ctx.model.output_shape[-1])
     results, rows = {}, []
     for key, res in ctx.adversarials.items():
@@ -61,7 +61,7 @@ def stage_relevant_neurons(ctx: RunContext) -> None:
                         "neuron_sets": {k: {f: v[f] for f in ("mean_per_class", "pct_per_class", "union")}
                                         for k, v in summary["sets"].items()},
                         "solver": summary["solver"], **m}
-        rows.append(detector_rows(f"relevant neurons (mu={cfg['mu']:g}, {cfg['neuron_set']})", key, m))
+        rows.append(detector_row(f"relevant neurons (mu={cfg['mu']:g}, {cfg['neuron_set']})", key, m))
         if cfg["figure"] and not any(f.startswith("relevant_neurons/") for f in ctx.figures):
             tag = key.replace("@", "_eps").replace(".", "p")
             means = plot_centroid_kde(fc[:, :-1], fc[:, -1].astype(int), tc[:, :-1], tc[:, -1].astype(int),

@@ -13,7 +13,9 @@ from advkeras.assess.stage_prediction_similarity import stage_prediction_similar
 from advkeras.assess.stage_relevant_neurons import stage_relevant_neurons
 from advkeras.attacks import generate
 from advkeras.attacks.plot import plot_adversarial_grid
-from advkeras.evaluation.risk import eps_label
+from advkeras.data.sampling import composition
+from advkeras.evaluation.risk import SMALL_EPS, eps_label
+from advkeras.evaluation.sanity import sanity_checks
 from advkeras.data import load_dataset
 from advkeras.models import evaluate_classifier, load_model, save_model, split_dataset, train_classifier
 from advkeras.models.zoo import build_classifier, default_backbone
@@ -52,6 +54,8 @@ def stage_model(ctx: RunContext) -> None:
 
 def stage_attacks(ctx: RunContext) -> None:
     ev = ctx.eval_set()
+    ctx.metrics["evaluation"] = {"eval_set": composition(ev), "seed": ctx.seed,
+                                 "drawn": "seeded, stratified by class, spread over patients"}
     rows = []
     for spec in ctx.config.get("attacks", []):
         for eps in spec.get("eps", [None]):
@@ -66,6 +70,27 @@ def stage_attacks(ctx: RunContext) -> None:
                            + ("no budget" if eps is None else f"eps {eps_label(eps)}"))
             log.info("%s eps=%s: success rate %.3f", spec["name"], eps, res.success_rate)
     ctx.metrics["attacks"] = rows
+    cfg = {"enabled": True, "steps": 20, **(ctx.config.get("sanity_checks") or {})}
+    if cfg["enabled"] and ctx.model is not None:
+        ctx.metrics["model"]["sanity_checks"] = _original_sanity(ctx, ev, int(cfg["steps"]))
+
+
+def _original_sanity(ctx: RunContext, ev, steps: int) -> dict:
+    """Sanity checks of the original model at the verdict's budget: against the strongest iterative Linf
+    attack the run made at <= 4/255 (native PGD at 4/255 when it made none) and FGSM at that eps."""
+    runs = [r for r in ctx.adversarials.values() if r.norm == "linf" and r.eps is not None and r.eps <= SMALL_EPS]
+    iterative = [r for r in runs if r.params.get("steps", 1) > 1]
+    if iterative:
+        top = max(r.eps for r in iterative)
+        whitebox = max((r for r in iterative if r.eps == top), key=lambda r: r.success_rate_on_correct)
+    else:
+        whitebox = generate(ctx.model, ev.x, ev.y, "pgd", eps=4 / 255, backend="native", steps=steps, seed=ctx.seed,
+                            progress=False)
+    single = next((r for r in runs if r.attack == "fgsm" and r.eps == whitebox.eps), None)
+    out = sanity_checks(ctx.model, ev.x, ev.y, whitebox=whitebox, steps=steps, seed=ctx.seed, single_step=single)
+    if out["failed"]:
+        log.warning("sanity checks failed for the original model: %s (gradient masking suspected)", out["failed"])
+    return out
 
 
 STAGES = [stage_data, stage_model, stage_attacks, stage_defenses, stage_prediction_similarity, stage_feature_response,

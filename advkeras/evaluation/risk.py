@@ -22,9 +22,9 @@ RULES = [
     f"best; high if that success >= {HIGH:.0%}, medium if >= {MEDIUM:.0%}, else low; low needs its sanity "
     "checks passed.",
     f"Adversarial inputs going unnoticed: the detector with the highest detection rate d at the 5 % FPR "
-    f"threshold; low if d >= {DETECT_LOW:.0%}, medium if d >= {DETECT_MEDIUM:.0%}, else high. Not low when the "
-    "false-positive rate reached on test is above 5 % beyond its 95 % interval, or the calibration set was "
-    "too small for the 5 % rate.",
+    "threshold, among those whose threshold kept its promise (false-positive rate reached on test not above 5 % "
+    "beyond its 95 % interval, and enough calibration images for 5 %) if any does; low if d >= "
+    f"{DETECT_LOW:.0%}, medium if d >= {DETECT_MEDIUM:.0%}, else high; not low when the chosen one did not keep it.",
     f"Attack campaigns through the API: share c of simulated attack processes caught, share b of benign users "
     f"flagged; low if c >= {PROCESS_LOW:.1%} and b <= {PROCESS_MAX_BENIGN:.0%}, medium if c >= "
     f"{PROCESS_MEDIUM:.0%}, else high. These numbers are not adaptive (no history flushing or many ids).",
@@ -69,6 +69,24 @@ def _n_correct(row: dict) -> int | None:
     return int(round(row["n"] * row["clean_accuracy"]))
 
 
+def sanity_note(sanity: dict | None) -> str:
+    """' Sanity checks failed (...)' with each failed check's value against its reference, or ''."""
+    if not sanity or sanity.get("passed", True):
+        return ""
+    checks = sanity.get("checks") or {}
+    failed = ", ".join(_failed_check(k, checks.get(k)) for k in sanity.get("failed", []))
+    return f" Sanity checks failed ({failed}): gradient masking suspected, so the attack figures are lower bounds."
+
+
+def _failed_check(name: str, check: dict | None) -> str:
+    if check is None:
+        return name
+    text = f"{name} {check['value']:.0%} vs {check['reference']:.0%}"
+    if check.get("unbounded_success") is not None:
+        text += f", {check['unbounded_success']:.0%} at eps 1"
+    return text
+
+
 def evasion_risks(attacks: list[dict], sanity: dict | None = None) -> list[dict]:
     """The strongest attack at a budget of at most 4/255 (or the smallest budget run), one verdict."""
     rows = [r for r in attacks if r.get("eps") is not None and r.get("norm", "linf") == "linf"]
@@ -79,11 +97,9 @@ def evasion_risks(attacks: list[dict], sanity: dict | None = None) -> list[dict]
     best = max(small, key=_rate)
     rate = max(_rate(best), 0.0)
     level = _level(rate, HIGH, MEDIUM)
-    note = ""
-    if sanity is not None and not sanity.get("passed", True):
-        note = f" Sanity checks failed ({', '.join(sanity['failed'])}): gradient masking suspected, the rate is a " \
-               "lower bound."
-        level = "medium" if level == "low" else level
+    note = sanity_note(sanity)
+    if note and level == "low":
+        level = "medium"
     others = sorted({f"{r['attack'].upper()} {max(_rate(r), 0):.0%} at {eps_label(r['eps'])}" for r in small
                      if r is not best})
     largest = max(rows, key=lambda r: (r["eps"], _rate(r)))
@@ -116,11 +132,11 @@ def defense_risk(defenses: list[dict]) -> list[dict]:
                  "reason": "no defense is usable: every one is degenerate or unmeasured." + excluded}]
     rate = best["worst_case_success"]
     level = _level(rate, HIGH, MEDIUM)
-    note = ""
-    if best.get("gradient_masking_suspected"):
-        failed = ", ".join((best.get("sanity_checks") or {}).get("failed", []))
-        note = f" Sanity checks failed ({failed}): gradient masking suspected."
-        level = "medium" if level == "low" else level
+    note = sanity_note(best.get("sanity_checks")) if best.get("gradient_masking_suspected") else ""
+    if note and level == "low":
+        level = "medium"
+    original = best.get("original_success")
+    versus = "" if original is None else f" Without a defense the same attack flips {original:.0%}."
     bal, ref = best.get("balanced_accuracy"), best.get("original_balanced_accuracy")
     cost = "" if bal is None or ref is None else f" Balanced accuracy {bal:.3f} (original {ref:.3f})."
     recovered = best.get("recovered")
@@ -131,24 +147,32 @@ def defense_risk(defenses: list[dict]) -> list[dict]:
              "eps": best.get("eps"), "n": best.get("n_eval"), "value": rate,
              "reason": f"{best['defense']}: the strongest attack run ({best.get('worst_case_attack')}) flips {rate:.0%} "
                        f"of correctly classified held-out images at eps {eps_label(best.get('eps'))} "
-                       f"(n={best.get('n_eval')}).{cost}{known}{note}{excluded}"}]
+                       f"(n={best.get('n_eval')}).{versus}{cost}{known}{note}{excluded}"}]
+
+
+def _threshold_caveats(row: dict) -> list[str]:
+    """Why a detector's 5 % threshold cannot be taken at its word (empty when it can)."""
+    notes = []
+    ci = row.get("fpr_reached_ci") or [None, None]
+    if ci[0] is not None and ci[0] > row.get("target_fpr", 0.05):
+        notes.append("the threshold missed its 5 % target on test")
+    if row.get("calibration_enough") is False:
+        notes.append(f"only {row.get('n_calibration')} clean calibration images, too few for a 5 % threshold")
+    return notes
 
 
 def detection_risk(detectors: list[dict]) -> list[dict]:
-    """Undetected adversarial inputs: the best detector at its 5 % FPR threshold, quoting the FPR reached."""
+    """Undetected adversarial inputs: the best detector at its 5 % FPR threshold, quoting the FPR reached.
+    Detectors whose threshold kept its promise come first; one that did not is chosen only when none did."""
     rows = [d for d in detectors if d.get("tpr_at_5") is not None]
     if not rows:
         return []
-    best = max(rows, key=lambda d: d["tpr_at_5"])
+    best = max(rows, key=lambda d: (not _threshold_caveats(d), d["tpr_at_5"]))
     tpr = best["tpr_at_5"]
     level = "low" if tpr >= DETECT_LOW else "medium" if tpr >= DETECT_MEDIUM else "high"
     reached = best.get("fpr_reached", best.get("fpr_at_5"))
     ci = best.get("fpr_reached_ci") or [None, None]
-    notes = []
-    if ci[0] is not None and ci[0] > best.get("target_fpr", 0.05):
-        notes.append("the threshold missed its 5 % target on test")
-    if best.get("calibration_enough") is False:
-        notes.append(f"only {best.get('n_calibration')} clean calibration images, too few for a 5 % threshold")
+    notes = _threshold_caveats(best)
     if notes and level == "low":
         level = "medium"
     interval = "" if ci[0] is None else f" (95 % interval {ci[0]:.1%}-{ci[1]:.1%}, n={best.get('n_clean')} clean)"

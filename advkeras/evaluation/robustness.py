@@ -118,10 +118,16 @@ def defense_table(model: tf.keras.Model, train: Dataset, val: Dataset | None, te
                   progress: bool = True) -> tuple[dict, dict[int, dict[str, tf.keras.Model]]]:
     """Table 1 over `seeds`: defenses built with each seed, initial adversarials made with each seed.
 
+    Per seed and model: recovery pooled (the paper's definition) and balanced over classes, balanced accuracy
+    on `test` and whether the model is degenerate (1.0) or not (0.0); the summary's mean of "degenerate" is
+    the share of seeds in which it was.
+
     `defenses` maps a defense name (see `advkeras.defenses.DEFENSES`) to its builder parameters.
     Returns (table, defended models per seed); the table holds per-seed values and mean/std.
     """
     from advkeras.defenses.build import build_defenses  # evaluation sits above defenses
+    from advkeras.evaluation.sanity import degeneracy
+    from advkeras.models import evaluate_classifier
 
     if not seeds or not defenses:
         raise InputError("defense_table needs at least one seed and one defense.")
@@ -131,8 +137,12 @@ def defense_table(model: tf.keras.Model, train: Dataset, val: Dataset | None, te
         models_by_seed[seed] = {n: r.model for n, r in built.items()}
         adv = initial_adversarials(model, test.x, test.y, attacks, eps=eps, backend=backend, seed=seed,
                                    attack_params=attack_params, progress=progress)
-        per_seed.append({"recovered": {d: {a: r["recovered"] for a, r in rows.items()}
-                                       for d, rows in recovery_rates(models_by_seed[seed], adv).items()},
+        rec = recovery_rates(models_by_seed[seed], adv)
+        quality = {n: evaluate_classifier(m, test) for n, m in {"original": model, **models_by_seed[seed]}.items()}
+        per_seed.append({"recovered": {d: {a: r["recovered"] for a, r in rows.items()} for d, rows in rec.items()},
+                         "recovered_balanced": {d: {a: r["balanced"] for a, r in rows.items()} for d, rows in rec.items()},
+                         "balanced_accuracy": {n: q["balanced_accuracy"] for n, q in quality.items()},
+                         "degenerate": {n: float(bool(degeneracy(q, quality["original"]))) for n, q in quality.items()},
                          "n_fooled": {a: int((r.success & (r.pred_clean == r.y)).sum()) for a, r in adv.items()},
                          "attack_success_on_correct": {a: r.success_rate_on_correct for a, r in adv.items()},
                          "clean_accuracy": clean_accuracy({"original": model, **models_by_seed[seed]},

@@ -81,6 +81,12 @@ def sanity_checks(model: tf.keras.Model, x: np.ndarray, y: np.ndarray, *, whiteb
         checks["whitebox_vs_transfer"] = _check(not transfer > wb, wb, transfer if transfer == transfer else nan,
                                                 "white-box success >= success of adversarials transferred from "
                                                 "the original model")
+    if not checks["large_budget"]["passed"]:
+        # Tell "the budget is not enough for this model" from "its gradients lead nowhere": with eps = 1 any
+        # image can be made any other image, so an attack that follows informative gradients wins every time.
+        unbounded = generate(model, x, y, "pgd", eps=1.0, backend="native", steps=steps, loss="margin", seed=seed,
+                             progress=False)
+        checks["large_budget"]["unbounded_success"] = unbounded.success_rate_on_correct
     failed = [k for k, c in checks.items() if not c["passed"]]
     return {"eps": eps, "n": int(len(y)), "checks": checks, "passed": not failed, "failed": failed,
             "gradient_masking_suspected": bool(failed)}

@@ -6,7 +6,7 @@ import html
 from pathlib import Path
 from typing import Any, Iterable
 
-from advkeras.evaluation.risk import eps_label, risk_summary
+from advkeras.evaluation.risk import RULES, eps_label, risk_summary
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222;
@@ -68,21 +68,82 @@ def _section(out: Path, figures: dict, key: str, title: str, body: str) -> str:
     return f'<section id="{key}"><h2>{_esc(title)}</h2>{body}{figs}</section>'
 
 
+def _shares(d: dict | None) -> str:
+    return ", ".join(f"{_esc(k)} {v:.3f}" for k, v in (d or {}).items() if v is not None)
+
+
 def _model_body(m: dict) -> str:
     t = m["model"]["test"]
-    recall = ", ".join(f"{_esc(k)} {v:.3f}" for k, v in t["per_class_recall"].items() if v is not None)
-    rows = [["held-out accuracy", t["accuracy"]], ["held-out images", t["n"]],
-            ["held-out patients", ", ".join(t.get("groups") or []) or "n/a"], ["recall per class", recall],
-            ["parameters", m["model"]["params"]]]
+    rows = [["held-out accuracy", t["accuracy"]], ["held-out balanced accuracy", t.get("balanced_accuracy")],
+            ["held-out images", t["n"]], ["held-out patients", ", ".join(t.get("groups") or []) or "n/a"],
+            ["recall per class", _shares(t["per_class_recall"])],
+            ["share of predictions per class", _shares(t.get("prediction_share"))],
+            ["share of labels per class", _shares(t.get("label_share"))], ["parameters", m["model"]["params"]]]
+    ev = (m.get("evaluation") or {}).get("eval_set")
+    if ev:
+        rows.append(["images attacked (per class)", f"{ev['n']} ({_shares(ev['per_class'])})".replace(".000", "")])
+    sanity = m["model"].get("sanity_checks")
+    if sanity:
+        rows.append(["sanity checks", _sanity_text(sanity)])
     return table(["measure", "value"], rows)
 
 
+def _sanity_text(sanity: dict | None) -> str:
+    """'passed' or the failed checks, each with its value against its reference."""
+    if not sanity:
+        return "not run"
+    checks = sanity["checks"]
+    text = "; ".join(f"{'ok' if c['passed'] else 'FAILED'} {k}: {c['value']:.2f} vs {c['reference']:.2f}"
+                     for k, c in checks.items())
+    return ("gradient masking suspected: " if sanity["failed"] else "passed: ") + text
+
+
 def _attacks_body(m: dict) -> str:
-    rows = [[r["attack"], r["backend"], eps_label(r["eps"]),
+    rows = [[r["attack"], r["backend"], eps_label(r["eps"]), _params_text(r.get("params")),
              r["success_rate"], r["success_rate_on_correct"], r.get("median_linf_success"),
              r.get("median_l2_success")] for r in m.get("attacks", [])]
-    return table(["attack", "backend", "eps", "success rate", "success on correctly classified",
+    return table(["attack", "backend", "eps", "parameters", "success rate", "success on correctly classified",
                   "median Linf", "median L2"], rows) if rows else ""
+
+
+def _params_text(params: dict | None) -> str:
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in (params or {}).items())
+
+
+def _defenses_body(m: dict) -> str:
+    rows = m.get("defense_summary", [])
+    if not rows:
+        return ""
+    body = table(["defense", "balanced accuracy", "accuracy", "degenerate", "worst-case attack success",
+                  "worst-case attack", "white-box success", "transfer success",
+                  "known adversarials no longer adversarial", "same, balanced over classes", "median minimal eps",
+                  "sanity checks"],
+                 [[r["defense"], r.get("balanced_accuracy"), r.get("clean_accuracy"),
+                   "YES: " + "; ".join(r["degenerate_reasons"]) if r.get("degenerate") else "no",
+                   r.get("worst_case_success"), r.get("worst_case_attack"), r.get("new_success"),
+                   r.get("transfer_success"), r.get("recovered"), r.get("recovered_balanced"),
+                   r.get("median_min_eps"), _sanity_text(r.get("sanity_checks"))] for r in rows])
+    first = rows[0]
+    per_class = _shares(first.get("n_eval_per_class")).replace(".000", "")
+    return body + (f'<p class="meta">Attacks at eps {eps_label(first.get("eps"))} on {first.get("n_eval")} held-out '
+                   f"images ({per_class}); accuracies on all {first.get('n_test')} held-out images (original's balanced "
+                   f"accuracy {_fmt(first.get('original_balanced_accuracy'))}). Not adaptive: no BPDA or EOT yet.</p>")
+
+
+def _detectors_body(m: dict) -> str:
+    rows = m.get("detector_summary", [])
+    if not rows:
+        return ""
+    return table(["detector", "attack", "AUC", "detection at 1 % FPR", "detection at 5 % FPR",
+                  "FPR reached on test (5 % target)", "95 % interval", "calibration images (enough for 5 %?)",
+                  "clean / adversarial test images"],
+                 [[r["detector"], r["attack"], r["auc"], r["tpr_at_1"], r["tpr_at_5"], r.get("fpr_reached"), _interval(r.get("fpr_reached_ci")),
+                   f"{r.get('n_calibration')} ({'yes' if r.get('calibration_enough') else 'no'})",
+                   f"{r.get('n_clean')} / {r.get('n_adv')}"] for r in rows])
+
+
+def _interval(ci: list | None) -> str | None:
+    return None if not ci or ci[0] is None else f"{ci[0]:.3f}-{ci[1]:.3f}"
 
 
 def _rows_body(rows: list[dict], columns: list[tuple[str, str]]) -> str:
@@ -108,13 +169,8 @@ def render_report(metrics: dict[str, Any], figures: dict[str, Any], out: str | P
                             + "</td></tr>" for r in risk_rows) + "</tbody></table>")
     bodies = {
         "attacks": _attacks_body(m),
-        "defenses": _rows_body(m.get("defense_summary", []), [
-            ("defense", "defense"), ("clean_accuracy", "clean accuracy"),
-            ("clean_accuracy_drop", "accuracy cost"), ("recovered", "known adversarials no longer adversarial"),
-            ("new_success", "new attack success"), ("median_min_eps", "median minimal eps")]),
-        "detectors": _rows_body(m.get("detector_summary", []), [
-            ("detector", "detector"), ("attack", "attack"), ("auc", "AUC"), ("tpr_at_1", "detection at 1 % FPR"),
-            ("tpr_at_5", "detection at 5 % FPR"), ("fpr_at_5", "FPR reached (5 % target)")]),
+        "defenses": _defenses_body(m),
+        "detectors": _detectors_body(m),
         "prediction_similarity": _rows_body([m["ps_summary"]] if m.get("ps_summary") else [], [
             ("detected_share", "attack processes detected"), ("benign_flagged_share", "benign users flagged"),
             ("median_queries_to_alarm", "median queries to first alarm"),
@@ -133,9 +189,7 @@ def render_report(metrics: dict[str, Any], figures: dict[str, Any], out: str | P
 <b>{_esc(m['model']['name'])}</b> &middot; seed {m['seed']} &middot; advkeras {_esc(m['advkeras'])},
 TensorFlow {_esc(m['tensorflow'])} &middot; command <code>{_esc(m['command'])}</code></p></header>
 <section id="risk"><h2>Risk summary</h2>{risk_table}
-<p class="meta">Rules: evasion is high when an attack flips at least 50 % of correctly classified images at a budget
-of at most 4/255 (medium from 20 %); detection risk is low when the best detector flags at least 90 % of
-adversarials at 5 % false positives.</p></section>
+<p class="meta">Rules, as applied:</p><ul class="meta">{"".join(f"<li>{_esc(r)}</li>" for r in RULES)}</ul></section>
 <section id="model"><h2>Model</h2>{_model_body(m)}</section>
 {sections}
 </body></html>"""

@@ -22,9 +22,14 @@ def test_recovery_counts_only_adversarials_that_fooled_the_original(setting):
     for name in ("fgsm", "bim"):
         res = adv[name]
         fooled = res.success & (res.pred_clean == y)
-        assert rates["original"][name] == {"recovered": 0.0, "n": int(fooled.sum())}  # by definition
-        expected = (predict_logits(models["encoder"], res.clipped[fooled]).argmax(1) == y[fooled]).mean()
-        assert rates["encoder"][name]["recovered"] == pytest.approx(expected)
+        row = rates["original"][name]
+        assert (row["recovered"], row["n"], row["balanced"]) == (0.0, int(fooled.sum()), 0.0)  # by definition
+        hit = predict_logits(models["encoder"], res.clipped[fooled]).argmax(1) == y[fooled]
+        assert rates["encoder"][name]["recovered"] == pytest.approx(hit.mean())
+        per_class = {str(c): pytest.approx(hit[y[fooled] == c].mean()) for c in np.unique(y[fooled])}
+        assert {c: v["recovered"] for c, v in rates["encoder"][name]["per_class"].items()} == per_class
+        assert rates["encoder"][name]["balanced"] == pytest.approx(np.mean([hit[y[fooled] == c].mean()
+                                                                          for c in np.unique(y[fooled])]))
     n_all = sum(rates["encoder"][a]["n"] for a in ("fgsm", "bim"))
     assert rates["encoder"]["all"]["n"] == n_all > 0
     acc = clean_accuracy({"original": original, **models}, x, y)

@@ -104,3 +104,13 @@ def test_proportion_interval_is_exact_binomial():
     assert lo == 0 and hi == pytest.approx(1 - 0.025 ** (1 / 20))
     lo, hi = proportion_interval(5, 100)
     assert lo < 0.05 < hi and hi - lo > 0.05
+
+
+def test_detection_verdict_prefers_a_detector_whose_threshold_held():
+    missed = {"detector": "loose", "attack": "pgd", "tpr_at_5": 0.95, "fpr_reached": 0.17,
+              "fpr_reached_ci": [0.12, 0.22], "calibration_enough": True, "n_adv": 50, "n_clean": 200}
+    held = {"detector": "honest", "attack": "pgd", "tpr_at_5": 0.6, "fpr_reached": 0.05,
+            "fpr_reached_ci": [0.03, 0.09], "calibration_enough": True, "n_adv": 50, "n_clean": 200}
+    assert detection_risk([missed, held])[0]["detector"] == "honest"
+    only = detection_risk([missed])[0]
+    assert only["detector"] == "loose" and only["level"] == "medium" and "17.0%" in only["reason"]
