@@ -46,6 +46,20 @@ def mnist_model(mnist_splits):
 
 
 @pytest.fixture(scope="session")
+def correct_digits(mnist_model, mnist_splits):
+    """`correct_digits(look, keep)`: up to `keep` of the first `look` test digits that `mnist_model` classifies
+    correctly, so an attack's success means it changed a right answer."""
+
+    def pick(look: int, keep: int):
+        test = mnist_splits[2]
+        pred = np.argmax(mnist_model(test.x[:look]), 1)
+        idx = np.flatnonzero(pred == test.y[:look])[:keep]
+        return test.x[idx], test.y[idx]
+
+    return pick
+
+
+@pytest.fixture(scope="session")
 def mnist_middle_ae(mnist_model, mnist_splits):
     """Middle-autoencoder defense of `mnist_model`, trained on 600 digits (a few seconds)."""
     from advkeras.defenses.autoencoders import middle_autoencoder

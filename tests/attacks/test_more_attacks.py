@@ -9,11 +9,8 @@ from advkeras.errors import InputError
 
 
 @pytest.fixture(scope="module")
-def digits(mnist_model, mnist_splits):
-    test = mnist_splits[2]
-    pred = np.argmax(mnist_model(test.x[:64]), 1)
-    keep = np.flatnonzero(pred == test.y[:64])[:8]  # correctly classified: success means a real change
-    return test.x[keep], test.y[keep]
+def digits(correct_digits):
+    return correct_digits(64, 8)
 
 
 def test_fgm_respects_its_l2_budget(mnist_model, digits):

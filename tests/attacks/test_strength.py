@@ -14,11 +14,8 @@ OLD_FOOLBOX_STEP = 0.01 / 0.3  # foolbox's LinfPGD default: eps / 30 whatever th
 
 
 @pytest.fixture(scope="module")
-def digits(mnist_model, mnist_splits):
-    test = mnist_splits[2]
-    pred = np.argmax(mnist_model(test.x[:48]), 1)
-    keep = np.flatnonzero(pred == test.y[:48])[:32]  # correctly classified: success means a real change
-    return test.x[keep], test.y[keep]
+def digits(correct_digits):
+    return correct_digits(48, 32)
 
 
 @pytest.fixture(scope="module")
