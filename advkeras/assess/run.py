@@ -28,7 +28,7 @@ def assess(out: str | Path, *, config: str | Path | dict | None = None, seed: in
     `deterministic` turns on TF's op determinism (process-wide, see `advkeras.seeding.deterministic_ops`)
     so the same seed on the same machine gives the same numbers; False is faster."""
     deterministic = deterministic_ops(deterministic)
-    cfg = config if isinstance(config, dict) else load_config(config, **overrides)
+    cfg = load_config(config, **overrides)  # a dict is merged over the defaults too, and the overrides over it
     ctx = RunContext(cfg, prepare_out_dir(out, force=force, confirm=confirm, inputs=_inputs(config, cfg)), seed)
     ctx.metrics.update({"advkeras": __version__, "tensorflow": tf.__version__, "python": platform.python_version(),
                         "seed": seed, "config": cfg, "command": " ".join(["advkeras"] + sys.argv[1:])

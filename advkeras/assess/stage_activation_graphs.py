@@ -5,12 +5,11 @@ import logging
 
 import tensorflow as tf
 
+from advkeras.assess.config import section
 from advkeras.assess.context import RunContext
 from advkeras.evaluation.activation_graphs import compare_defense_activations, summary_by_model
 
 log = logging.getLogger(__name__)
-DEFAULTS = {"enabled": True, "attacks": ["fgsm", "bim", "pgd"], "eps": 4 / 255, "n_images": 100, "top_k": 10,
-            "prediction_similarity": True}
 
 
 def _similarity_classifier(model: tf.keras.Model) -> tf.keras.Model:
@@ -23,11 +22,10 @@ def _similarity_classifier(model: tf.keras.Model) -> tf.keras.Model:
 
 
 def stage_activation_graphs(ctx: RunContext) -> None:
-    cfg = {**DEFAULTS, **(ctx.config.get("activation_graphs") or {})}
+    cfg = section(ctx.config, "activation_graphs")
     if not cfg["enabled"]:
         return
-    ev = ctx.eval_set()
-    ev = ev.subset(slice(0, min(len(ev), int(cfg["n_images"]))))
+    ev = ctx.eval_set(int(cfg["n_images"]))
     defended = dict(ctx.defended)
     if cfg["prediction_similarity"]:
         defended["prediction-similarity"] = _similarity_classifier(ctx.model)

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
-
+from advkeras.assess.config import section
 from advkeras.assess.context import RunContext
 from advkeras.attacks import iterative_params
 from advkeras.data.sampling import composition, stratified_subset
@@ -29,22 +28,11 @@ from advkeras.evaluation.sanity import degeneracy, sanity_checks, success_on_cor
 from advkeras.models import evaluate_classifier, save_model
 
 log = logging.getLogger(__name__)
-DEFAULTS: dict[str, Any] = {
-    "enabled": True, "names": ["adversarial-training", "middle-ae", "encoder", "initial-ae"],
-    "eps": 4 / 255, "attacks": ["fgsm", "bim", "pgd"], "attack_steps": 10, "max_eval": 96,
-    "params": {"adversarial-training": {"attacks": ["fgsm"], "epochs": 1}, "middle-ae": {"epochs": 15},
-               "encoder": {"epochs": 20}, "initial-ae": {"epochs": 3, "consistency": 1.0}},
-    "new_attack": "pgd", "eps_grid": [e / 255 for e in (1, 2, 4, 8, 16)], "sanity_checks": True,
-    "max_val_balanced_drop": 0.05, "save_models": True,
-}
 
 
 def settings(config: dict) -> dict:
-    """The stage's settings: the packaged defaults updated by the config's `defenses` section."""
-    user = dict(config.get("defenses") or {})
-    params = {**DEFAULTS["params"], **{k: {**DEFAULTS["params"].get(k, {}), **v}
-                                       for k, v in (user.pop("params", None) or {}).items()}}
-    return {**DEFAULTS, **user, "params": params}
+    """The stage's settings: the packaged defaults (configs/default.yaml) merged with the config's `defenses`."""
+    return section(config, "defenses")
 
 
 def stage_defenses(ctx: RunContext) -> None:

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 
+from advkeras.assess.config import section
 from advkeras.assess.context import RunContext
 from advkeras.detectors.feature_response import FeatureResponseDetector
 from advkeras.detectors.feature_response_plot import plot_feature_responses
@@ -13,14 +14,12 @@ from advkeras.data.sampling import stratified_subset
 from advkeras.evaluation.detection import detection_metrics, detector_row
 
 log = logging.getLogger(__name__)
-DEFAULTS = {"enabled": True, "window": 4, "stride": None, "method": "guided_backprop", "direction": "higher",
-            "max_calibration": 300, "figure_images": 3}
 
 
 def stage_feature_response(ctx: RunContext) -> None:
     """Calibrate on clean validation images, score clean held-out images and each attack's successful
     adversarials; record AUC / detection at 1, 5, 10 % FPR and a figure per attack."""
-    cfg = {**DEFAULTS, **(ctx.config.get("feature_response") or {})}
+    cfg = section(ctx.config, "feature_response")
     if not cfg["enabled"] or not ctx.adversarials:
         return
     start = time.perf_counter()

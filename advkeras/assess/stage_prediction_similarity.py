@@ -3,19 +3,18 @@ from __future__ import annotations
 
 import logging
 
+from advkeras.assess.config import section
 from advkeras.assess.context import RunContext
 from advkeras.evaluation.traffic import evaluate_prediction_similarity
 from advkeras.runs import write_json
 
 log = logging.getLogger(__name__)
-DEFAULTS = {"enabled": True, "target_fpr": 0.01, "benign_users": 20, "queries_per_user": 8, "processes": 4,
-            "layer": {}, "attacks": None}
 
 
 def stage_prediction_similarity(ctx: RunContext) -> None:
     """Calibrate on benign sessions of validation patients, simulate benign users and attack processes on
     the held-out patients with flip off and on; record `prediction_similarity` and the report's `ps_summary`."""
-    cfg = {**DEFAULTS, **(ctx.config.get("prediction_similarity") or {})}
+    cfg = section(ctx.config, "prediction_similarity")
     if not cfg["enabled"]:
         return
     ev = ctx.eval_set()

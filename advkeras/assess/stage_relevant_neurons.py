@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 
+from advkeras.assess.config import section
 from advkeras.assess.context import RunContext
 from advkeras.detectors.relevant_neurons import NeuronDescriptors, RelevantNeuronDetector, RelevantNeuronSets
 from advkeras.detectors.relevant_neurons.experiment import AttackSpec, attack_part
@@ -20,13 +21,11 @@ from advkeras.data.sampling import stratified_subset
 from advkeras.evaluation.detection import binary_detection_metrics, detection_metrics, detector_row
 
 log = logging.getLogger(__name__)
-DEFAULTS = {"enabled": True, "mu": 10, "neuron_set": "shared", "with_label": True, "n_estimators": 200,
-            "max_fit": 200, "figure": True}
 
 
 def stage_relevant_neurons(ctx: RunContext) -> None:
     """Fit on attacked validation images, test on the run's held-out adversarials; one row per attack."""
-    cfg = {**DEFAULTS, **(ctx.config.get("relevant_neurons") or {})}
+    cfg = section(ctx.config, "relevant_neurons")
     if not cfg["enabled"] or not ctx.adversarials:
         return
     start = time.perf_counter()

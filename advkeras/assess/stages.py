@@ -5,6 +5,7 @@ import logging
 
 import numpy as np
 
+from advkeras.assess.config import section
 from advkeras.assess.context import RunContext
 from advkeras.assess.stage_defenses import stage_defenses
 from advkeras.assess.stage_activation_graphs import stage_activation_graphs
@@ -70,7 +71,7 @@ def stage_attacks(ctx: RunContext) -> None:
                            + ("no budget" if eps is None else f"eps {eps_label(eps)}"))
             log.info("%s eps=%s: success rate %.3f", spec["name"], eps, res.success_rate)
     ctx.metrics["attacks"] = rows
-    cfg = {"enabled": True, "steps": 20, **(ctx.config.get("sanity_checks") or {})}
+    cfg = section(ctx.config, "sanity_checks")
     if cfg["enabled"] and ctx.model is not None:
         ctx.metrics["model"]["sanity_checks"] = _original_sanity(ctx, ev, int(cfg["steps"]))
 

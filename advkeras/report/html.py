@@ -89,13 +89,16 @@ def _model_body(m: dict) -> str:
 
 
 def _sanity_text(sanity: dict | None) -> str:
-    """'passed' or the failed checks, each with its value against its reference."""
+    """'passed (n checks)' or the failed checks, each with its value against its reference."""
     if not sanity:
         return "not run"
     checks = sanity["checks"]
-    text = "; ".join(f"{'ok' if c['passed'] else 'FAILED'} {k}: {c['value']:.2f} vs {c['reference']:.2f}"
-                     for k, c in checks.items())
-    return ("gradient masking suspected: " if sanity["failed"] else "passed: ") + text
+    if not sanity["failed"]:
+        return f"passed ({len(checks)} checks)"
+    return "FAILED " + "; ".join(f"{k}: {checks[k]['value']:.2f} vs {checks[k]['reference']:.2f}"
+                                 + (f" ({checks[k]['unbounded_success']:.2f} at eps 1)"
+                                    if checks[k].get("unbounded_success") is not None else "")
+                                 for k in sanity["failed"])
 
 
 def _attacks_body(m: dict) -> str:
