@@ -15,7 +15,7 @@ def parse_eps(value: str | None) -> float | None:
     try:
         num, _, den = value.partition("/")
         return float(num) / (float(den) if den else 1.0)
-    except ValueError as exc:
+    except (ValueError, ZeroDivisionError) as exc:
         raise InputError(f"--eps {value!r} is not a number; write e.g. 8/255, 0.031 or none.") from exc
 
 

@@ -32,6 +32,7 @@ def test_attack_cli_bad_input_is_a_clean_message(tmp_path, mnist_model):
     for extra, says in ((["--attack", "pgdd", "--eps", "0.1"], "valid attacks are"),
                         (["--attack", "pgd", "--eps", "3"], "out of range"),
                         (["--attack", "pgd", "--eps", "a/b"], "not a number"),
+                        (["--attack", "pgd", "--eps", "8/0"], "not a number"),
                         (["--attack", "pgd", "--eps", "0.1", "--param", "steps"], "name=value")):
         result = CliRunner().invoke(main, base + extra + ["--force"])
         assert result.exit_code != 0 and says in result.output and "Traceback" not in result.output
