@@ -11,8 +11,10 @@ scope="user" the order does not change any result, since no user is compared wit
 """
 from __future__ import annotations
 
+import os
 import re
 import time
+import traceback
 from typing import Any
 
 import numpy as np
@@ -24,7 +26,7 @@ from advkeras.attacks.base import predict_labels
 from advkeras.data.dataset import Dataset
 from advkeras.defenses.prediction_similarity import (as_user, build_defended_model, calibrate_threshold, query,
                                                      similarity_layer)
-from advkeras.errors import InputError
+from advkeras.errors import AdvKerasError, InputError
 
 # Small enough for `advkeras assess` (well under a minute on 2 cores); the script runs larger ones.
 DEFAULT_ATTACKS: list[dict[str, Any]] = [
@@ -197,7 +199,10 @@ def _run_attack_processes(defended, classifier, ds, spec, idx, k, seed) -> dict[
         final, seen = res.clipped, float(res.success.mean())
     except (AssertionError, ValueError) as exc:
         # foolbox gives up when falsified answers contradict each other (e.g. HopSkipJump asserts its start
-        # is adversarial); the attacker then holds no adversarial example for the whole batch.
+        # is adversarial); the attacker then holds no adversarial example for the whole batch. Anything
+        # else (a misspelt attack, a bad parameter) is the caller's error and must not shrink the sample.
+        if not foolbox_gave_up(exc):
+            raise
         error, final, seen = f"{type(exc).__name__}: {exc}"[:200], x, 0.0
     stats = model.get_layer("as_user").process_stats()
     ran = stats["queries"] > 0  # a batch the attack refused to start sent nothing: no process to detect
@@ -261,3 +266,14 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
                            "benign_user_fpr": run["benign"]["user_fpr"],
                            "attack_success_true": {r["attack"]: r["success_true"] for r in run["attacks"]}}
     return summary
+
+
+def foolbox_gave_up(exc: BaseException) -> bool:
+    """Whether `exc` is one of foolbox's own aborts of a decision-based attack: "init_attack failed for k of n
+    inputs" (no adversarial start found) or an assertion inside foolbox that its points are still adversarial."""
+    if isinstance(exc, AdvKerasError):
+        return False
+    if isinstance(exc, ValueError):
+        return str(exc).startswith("init_attack failed")
+    frames = traceback.extract_tb(exc.__traceback__)
+    return isinstance(exc, AssertionError) and bool(frames) and f"{os.sep}foolbox{os.sep}" in frames[-1].filename

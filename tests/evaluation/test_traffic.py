@@ -42,3 +42,19 @@ def test_simulation_detects_attack_processes_and_flip_misleads(idc_splits):
     assert flip["success_true"] <= flag["success_true"]
     assert flip["success_seen_by_attacker"] >= flip["success_true"]
     assert out["summary"]["flag"]["processes"] == 4
+
+
+def test_a_misspelt_attack_is_an_error_not_zero_processes(idc_splits):
+    from advkeras.errors import AdvKerasError
+    from advkeras.evaluation.traffic import foolbox_gave_up
+    from advkeras.models import build_classifier
+
+    train, val, test = idc_splits
+    clf = build_classifier("lenet", train.input_shape, 2, seed=0)
+    for bad in ({"name": "bimm", "backend": "foolbox", "eps": 8 / 255},
+                {"name": "bim", "backend": "native", "eps": 8 / 255, "params": {"stepz": 3}}):
+        with pytest.raises((AdvKerasError, TypeError)):
+            evaluate_prediction_similarity(clf, val, test, n_benign=2, queries_per_user=2, attacks=[bad],
+                                           processes=1, seed=0, progress=False)
+    assert foolbox_gave_up(ValueError("init_attack failed for 3 of 4 inputs"))
+    assert not foolbox_gave_up(ValueError("something else")) and not foolbox_gave_up(AssertionError("ours"))
