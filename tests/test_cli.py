@@ -68,3 +68,18 @@ def test_impossible_option_values_are_refused_before_any_work():
                  ["export", "--target-fpr", "1.5", "--model", "m.keras"]):
         result = runner.invoke(main, args)
         assert result.exit_code == 2 and "Invalid value" in result.output, (args, result.output)
+
+
+def test_tensorflow_start_up_noise_is_quiet_unless_verbose():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).with_name("advkeras")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    quiet = subprocess.run([str(exe), "attack", "--help"], capture_output=True, text=True, env=env, timeout=120)
+    assert quiet.returncode == 0 and "Unable to register" not in quiet.stderr and "rebuild TensorFlow" not in quiet.stderr
+    loud = subprocess.run([str(exe), "--verbose", "attack", "--help"], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert loud.returncode == 0 and "--eps" in loud.stdout

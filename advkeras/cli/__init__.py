@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import os
+import sys
 
-# Keep TensorFlow's C++ start-up chatter out of the user's terminal.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow prints its C++ start-up chatter (cuDNN/cuFFT/cuBLAS "Unable to register factory", CPU
+# instruction notes) when it is imported, before any option is parsed: decide from argv, and let a
+# TF_CPP_MIN_LOG_LEVEL the user set win. `advkeras --verbose ...` shows it.
+VERBOSE = "--verbose" in sys.argv[1:]
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if VERBOSE else "3")
 
 import click  # noqa: E402
 
@@ -20,8 +24,13 @@ from advkeras.cli.visualize import visualize  # noqa: E402
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="advkeras")
-def main() -> None:
+@click.option("--verbose", is_flag=True, help="Show TensorFlow's start-up and runtime messages.")
+def main(verbose: bool) -> None:
     """Adversarial risk assessment of Keras image classifiers."""
+    if not verbose:
+        import tensorflow as tf
+
+        tf.get_logger().setLevel("ERROR")  # Python-side TF warnings (retracing notes) unless asked for
 
 
 for command in (train, assess, attack, export, defend, detect, visualize):
