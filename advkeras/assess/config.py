@@ -11,7 +11,7 @@ import yaml
 from advkeras.errors import InputError
 
 # Mappings whose keys the user names (defense names, layer arguments): merged, but not checked against the defaults.
-FREE_FORM = ("defenses.params", "prediction_similarity.layer")
+FREE_FORM = ("defenses.params", "defenses.new_attack_params", "prediction_similarity.layer")
 
 
 def default_config() -> dict[str, Any]:

@@ -17,14 +17,15 @@ import logging
 import time
 from advkeras.assess.config import section
 from advkeras.assess.context import RunContext
-from advkeras.attacks import iterative_params
+from advkeras.attacks import generate, iterative_params
 from advkeras.data.sampling import composition, stratified_subset
 from advkeras.defenses.build import build_defenses
 from advkeras.detectors.encoder_disagreement import EncoderDisagreementDetector
 from advkeras.evaluation.defense_figures import plot_new_adversarial_rates, plot_new_adversarials, plot_recovery
-from advkeras.evaluation.detection import binary_detection_metrics, detection_metrics, detector_row
+from advkeras.evaluation.detection import binary_detection_metrics, detection_metrics, detector_row, proportion_interval
+from advkeras.evaluation.risk import attack_label
 from advkeras.evaluation.robustness import initial_adversarials, mean_std, new_adversarials, recovery_rates
-from advkeras.evaluation.sanity import degeneracy, sanity_checks, success_on_correct
+from advkeras.evaluation.sanity import degeneracy, sanity_checks, success_counts, success_on_correct
 from advkeras.models import evaluate_classifier, save_model
 
 log = logging.getLogger(__name__)
@@ -51,12 +52,16 @@ def stage_defenses(ctx: RunContext) -> None:
                                attack_params=steps, progress=False)
     recovered = recovery_rates(models, adv)
     quality = {n: _quality(ctx, m) for n, m in every.items()}
-    new_params = steps.get(cfg["new_attack"], {})
+    new_params = {**steps.get(cfg["new_attack"], {}), **(cfg["new_attack_params"] or {})}
     new_rows, fixed = new_adversarials(every, ev.x, ev.y, attack=cfg["new_attack"], eps=cfg["eps"],
                                        eps_grid=cfg["eps_grid"], seed=ctx.seed, progress=False, **new_params)
+    fgsm = {n: generate(m, ev.x, ev.y, "fgsm", eps=cfg["eps"], backend="native", seed=ctx.seed, progress=False)
+            for n, m in every.items()}
+    runs = {n: _attack_runs(m, ev, fixed[n], fgsm[n], {} if n == "original" else
+                            {"original": fixed["original"], **adv}) for n, m in every.items()}
     transfer = {n: success_on_correct(m, ev.x, ev.y, fixed["original"].clipped) for n, m in models.items()}
     sanity = {n: sanity_checks(m, ev.x, ev.y, whitebox=fixed[n], steps=int(cfg["attack_steps"]), seed=ctx.seed,
-                               transfer_adv=None if n == "original" else fixed["original"].clipped)
+                               single_step=fgsm[n], transfer_adv=None if n == "original" else fixed["original"].clipped)
               for n, m in every.items()} if cfg["sanity_checks"] else {}
     table = {"eps": cfg["eps"], "seeds": [ctx.seed], "attacks": cfg["attacks"],
              "summary": mean_std([{"recovered": {d: {a: r["recovered"] for a, r in rows.items()}
@@ -70,11 +75,12 @@ def stage_defenses(ctx: RunContext) -> None:
         "settings": {k: v for k, v in cfg.items() if k != "params"}, "params": cfg["params"], "n_eval": len(ev),
         "eval_set": composition(ev), "info": {n: r.info for n, r in built.items()}, "recovered": recovered,
         "quality": quality, "clean_accuracy": {n: q["test"]["accuracy"] for n, q in quality.items()},
-        "new_adversarials": new_rows, "transfer_success": transfer, "sanity_checks": sanity,
+        "new_adversarials": new_rows, "transfer_success": transfer, "attack_runs": runs, "sanity_checks": sanity,
         "encoder_disagreement": detector, "seconds": time.perf_counter() - start}
     ctx.metrics.setdefault("defense_summary", []).extend(
-        {**_summary_row(n, cfg, ev, quality, recovered[n], new_rows[n], transfer[n], sanity.get(n)),
-         "original_success": new_rows["original"]["success_rate_on_correct"]}
+        {**_summary_row(n, cfg, ev, quality, recovered[n], new_rows[n], transfer[n], runs[n], sanity.get(n)),
+         "original_success": new_rows["original"]["success_rate_on_correct"],
+         "original_worst_case_success": max(r["success"] for r in runs["original"].values())}
         for n in models)
     if "original" in sanity:
         ctx.metrics.setdefault("model", {})["defense_stage_sanity_checks"] = sanity["original"]
@@ -88,16 +94,35 @@ def _quality(ctx: RunContext, model) -> dict:
             "val": evaluate_classifier(model, ctx.val) if ctx.val is not None and len(ctx.val) else None}
 
 
+def _attack_runs(model, ev, whitebox, fgsm, transferred: dict) -> dict[str, dict]:
+    """Every attack this stage ran against `model` at the stage's eps, as {label: {success, k, n, ci}} over
+    the images `model` classifies correctly: its own white-box attacks and the adversarials made on the
+    original (transfer). The worst case is the highest success among them."""
+    out = {}
+    for label, res in ((f"{attack_label(whitebox.summary())} white-box", whitebox),
+                       (f"{attack_label(fgsm.summary())} white-box", fgsm)):
+        ok = res.pred_clean == res.y
+        out[label] = _counted(int((res.success & ok).sum()), int(ok.sum()))
+    for source, res in transferred.items():
+        label = f"{attack_label(res.summary())} transferred from the original" + (" (white-box run)" if source == "original" else "")
+        out[label] = _counted(*success_counts(model, ev.x, ev.y, res.clipped))
+    return out
+
+
+def _counted(k: int, n: int) -> dict:
+    return {"success": k / n if n else float("nan"), "k": k, "n": n, "ci": list(proportion_interval(k, n))}
+
+
 def _summary_row(name: str, cfg: dict, ev, quality: dict, recovered: dict, new: dict, transfer: float,
-                 sanity: dict | None) -> dict:
+                 runs: dict, sanity: dict | None) -> dict:
     """One `defense_summary` row: what the risk summary and the report read (see docs/metrics.md)."""
     q, ref = quality[name], quality["original"]
     reasons = degeneracy(q["test"], ref["test"])
     val_drop = (ref["val"]["balanced_accuracy"] - q["val"]["balanced_accuracy"]
                 if q["val"] and ref["val"] and q["val"]["balanced_accuracy"] is not None else None)
     whitebox = new["success_rate_on_correct"]
-    worst = max(((whitebox, f"{cfg['new_attack']} white-box"), (transfer, "transfer from the original")),
-                key=lambda t: -1.0 if t[0] != t[0] else t[0])
+    worst_label = max(runs, key=lambda k: -1.0 if runs[k]["success"] != runs[k]["success"] else runs[k]["success"])
+    worst = runs[worst_label]
     return {"defense": name, "eps": cfg["eps"], "n_eval": int(len(ev)), "n_eval_per_class": composition(ev)["per_class"],
             "clean_accuracy": q["test"]["accuracy"], "clean_accuracy_drop": ref["test"]["accuracy"] - q["test"]["accuracy"],
             "balanced_accuracy": q["test"]["balanced_accuracy"],
@@ -108,7 +133,8 @@ def _summary_row(name: str, cfg: dict, ev, quality: dict, recovered: dict, new: 
             "keeps_val_balanced_accuracy": None if val_drop is None else bool(val_drop <= cfg["max_val_balanced_drop"]),
             "recovered": recovered["all"]["recovered"], "recovered_balanced": recovered["all"]["balanced"],
             "recovered_n": recovered["all"]["n"], "new_success": whitebox, "transfer_success": transfer,
-            "worst_case_success": worst[0], "worst_case_attack": worst[1], "median_min_eps": new["median_min_linf"],
+            "worst_case_success": worst["success"], "worst_case_attack": worst_label, "worst_case_n": worst["n"],
+            "worst_case_ci": worst["ci"], "median_min_eps": new["median_min_linf"],
             "sanity_checks": sanity, "gradient_masking_suspected": None if sanity is None
             else sanity["gradient_masking_suspected"]}
 
@@ -147,6 +173,6 @@ def _encoder_disagreement(ctx: RunContext, encoder_model, ev, adv: dict) -> dict
         graded = detection_metrics(clean_scores, det.decision_function(x_adv), calibration_scores=calib)
         out["attacks"][name] = {"binary": binary, "graded": graded}
         ctx.metrics.setdefault("detector_summary", []).append(
-            detector_row("encoder disagreement", f"{name}@{res.eps}", graded, disagreement_tpr=binary["tpr"],
-                         disagreement_fpr=binary["fpr"]))
+            detector_row("encoder disagreement", f"{name} (native, defense set)@{res.eps}", graded, eps=res.eps,
+                         disagreement_tpr=binary["tpr"], disagreement_fpr=binary["fpr"]))
     return out

@@ -60,7 +60,7 @@ def stage_relevant_neurons(ctx: RunContext) -> None:
                         "neuron_sets": {k: {f: v[f] for f in ("mean_per_class", "pct_per_class", "union")}
                                         for k, v in summary["sets"].items()},
                         "solver": summary["solver"], **m}
-        rows.append(detector_row(f"relevant neurons (mu={cfg['mu']:g}, {cfg['neuron_set']})", key, m))
+        rows.append(detector_row(f"relevant neurons (mu={cfg['mu']:g}, {cfg['neuron_set']})", key, m, eps=res.eps))
         if cfg["figure"] and not any(f.startswith("relevant_neurons/") for f in ctx.figures):
             tag = key.replace("@", "_eps").replace(".", "p")
             means = plot_centroid_kde(fc[:, :-1], fc[:, -1].astype(int), tc[:, :-1], tc[:, -1].astype(int),

@@ -77,17 +77,19 @@ def stage_attacks(ctx: RunContext) -> None:
 
 
 def _original_sanity(ctx: RunContext, ev, steps: int) -> dict:
-    """Sanity checks of the original model at the verdict's budget: against the strongest iterative Linf
-    attack the run made at <= 4/255 (native PGD at 4/255 when it made none) and FGSM at that eps."""
-    runs = [r for r in ctx.adversarials.values() if r.norm == "linf" and r.eps is not None and r.eps <= SMALL_EPS]
-    iterative = [r for r in runs if r.params.get("steps", 1) > 1]
+    """Sanity checks of the original model at the verdict's budget (the largest eps run at <= 4/255, else the
+    smallest run): against the strongest iterative Linf attack the run made there (native PGD when it made
+    none) and FGSM at that eps."""
+    linf = [r for r in ctx.adversarials.values() if r.norm == "linf" and r.eps is not None]
+    small = [r.eps for r in linf if r.eps <= SMALL_EPS]
+    eps = max(small) if small else min((r.eps for r in linf), default=4 / 255)
+    iterative = [r for r in linf if r.eps == eps and r.params.get("steps", 1) > 1]
     if iterative:
-        top = max(r.eps for r in iterative)
-        whitebox = max((r for r in iterative if r.eps == top), key=lambda r: r.success_rate_on_correct)
+        whitebox = max(iterative, key=lambda r: r.success_rate_on_correct)
     else:
-        whitebox = generate(ctx.model, ev.x, ev.y, "pgd", eps=4 / 255, backend="native", steps=steps, seed=ctx.seed,
+        whitebox = generate(ctx.model, ev.x, ev.y, "pgd", eps=eps, backend="native", steps=steps, seed=ctx.seed,
                             progress=False)
-    single = next((r for r in runs if r.attack == "fgsm" and r.eps == whitebox.eps), None)
+    single = next((r for r in linf if r.attack == "fgsm" and r.eps == eps), None)
     out = sanity_checks(ctx.model, ev.x, ev.y, whitebox=whitebox, steps=steps, seed=ctx.seed, single_step=single)
     if out["failed"]:
         log.warning("sanity checks failed for the original model: %s (gradient masking suspected)", out["failed"])

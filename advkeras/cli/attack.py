@@ -57,13 +57,14 @@ def attack(model_path: str, data: str, attack_name: str, eps: str | None, backen
     from advkeras.attacks.plot import plot_adversarial_grid
     from advkeras.data import load_dataset
     from advkeras.models import load_model, split_dataset
+    from advkeras.data import stratified_subset
     from advkeras.runs import prepare_out_dir, write_json
 
     eps_value, attack_params = parse_eps(eps), parse_params(params)
     model = load_model(model_path)
     ds = load_dataset(data)
-    test = split_dataset(ds, seed)[2]
-    x, y = test.x[:n_images], test.y[:n_images]
+    test = stratified_subset(split_dataset(ds, seed)[2], n_images, seed=seed)  # by class, across patients
+    x, y = test.x, test.y
     target = (y + 1) % int(model.output_shape[-1]) if targeted else None
     out_dir = prepare_out_dir(out, force=force, confirm=confirm_overwrite, inputs=[model_path, data])
     res = generate(model, x, y, attack_name, eps=eps_value, backend=backend, target=target, batch_size=batch_size,

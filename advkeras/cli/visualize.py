@@ -20,7 +20,7 @@ from advkeras.cli.options import COUNT, LINF_EPS, common_options, confirm_overwr
 def visualize(model_path: str, defended: tuple[str, ...], data: str, attacks: tuple[str, ...], eps: float,
               n_images: int, seed: int, out: str, force: bool) -> None:
     """Write OUT/*.png activation graphs and OUT/activation_graphs.json (per-layer numbers)."""
-    from advkeras.data import load_dataset
+    from advkeras.data import load_dataset, stratified_subset
     from advkeras.errors import InputError
     from advkeras.evaluation.activation_graphs import compare_defense_activations
     from advkeras.models import load_model, split_dataset
@@ -33,8 +33,7 @@ def visualize(model_path: str, defended: tuple[str, ...], data: str, attacks: tu
                               inputs=[model_path, data, *(p[1] for p in pairs)])
     original = load_model(model_path)
     models = {name: load_model(path) for name, path in pairs}
-    test = split_dataset(load_dataset(data), seed)[2]
-    test = test.subset(slice(0, min(n_images, len(test))))
+    test = stratified_subset(split_dataset(load_dataset(data), seed)[2], n_images, seed=seed)  # by class, across patients
     rows, figures = compare_defense_activations(original, models, test.x, test.y, out_dir, attacks=list(attacks),
                                                 eps=eps, seed=seed)
     write_json(out_dir / "activation_graphs.json", {"model": model_path, "defended": dict(pairs), "eps": eps,

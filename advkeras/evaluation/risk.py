@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from advkeras.evaluation.detection import proportion_interval
+
 SMALL_EPS = 4.05 / 255  # at or below 4/255 (configs write eps rounded, e.g. 0.01569) is invisible on 8-bit images
 HIGH, MEDIUM = 0.5, 0.2  # evasion: success on correctly classified images at which the level is high / medium
 DETECT_LOW, DETECT_MEDIUM = 0.9, 0.5  # detection at the reached FPR at which the risk is low / medium
@@ -16,18 +18,21 @@ PROCESS_LOW, PROCESS_MEDIUM, PROCESS_MAX_BENIGN = 0.995, 0.9, 0.01
 RULES = [
     f"Evasion: the strongest attack run at a budget of at most 4/255 (else the smallest budget run) flips a "
     f"share s of correctly classified held-out images; high if s >= {HIGH:.0%}, medium if s >= {MEDIUM:.0%}, "
-    "else low. Low needs the model's sanity checks passed, else medium (gradient masking suspected).",
-    "Evasion after the best defense: degenerate defenses are never chosen. Among the others, the one with the "
-    "lowest worst-case success (the highest of its white-box and transferred attacks at the defense eps) is "
-    f"best; high if that success >= {HIGH:.0%}, medium if >= {MEDIUM:.0%}, else low; low needs its sanity "
-    "checks passed.",
-    f"Adversarial inputs going unnoticed: the detector with the highest detection rate d at the 5 % FPR "
-    "threshold, among those whose threshold kept its promise (false-positive rate reached on test not above 5 % "
+    "else low. Low needs the model's sanity checks run and passed, else medium.",
+    "Evasion after the best defense: degenerate defenses are never chosen. Among the others (those that keep the "
+    "original's balanced accuracy within 0.05 on validation patients first), the one with the lowest worst-case "
+    "success (the highest of every white-box and transferred attack run at the defense eps) is best; high if "
+    f"that success >= {HIGH:.0%}, medium if >= {MEDIUM:.0%}, else low; low needs its sanity checks run and passed.",
+    f"Adversarial inputs going unnoticed: each detector is judged on the attack at <= 4/255 it detects least; "
+    "then the detector with the highest such detection rate d at the 5 % FPR threshold, among those whose "
+    "threshold kept its promise (false-positive rate reached on test not above 5 % "
     "beyond its 95 % interval, and enough calibration images for 5 %) if any does; low if d >= "
-    f"{DETECT_LOW:.0%}, medium if d >= {DETECT_MEDIUM:.0%}, else high; not low when the chosen one did not keep it.",
+    f"{DETECT_LOW:.0%}, medium if d >= {DETECT_MEDIUM:.0%}, else high; not low when the chosen one did not keep it or rests on fewer than "
+    f"{20} adversarials.",
     f"Attack campaigns through the API: share c of simulated attack processes caught, share b of benign users "
     f"flagged; low if c >= {PROCESS_LOW:.1%} and b <= {PROCESS_MAX_BENIGN:.0%}, medium if c >= "
-    f"{PROCESS_MEDIUM:.0%}, else high. These numbers are not adaptive (no history flushing or many ids).",
+    f"{PROCESS_MEDIUM:.0%}, else high; low also needs the 95 % interval of c to stay above "
+    f"{PROCESS_MEDIUM:.0%} and that of b below {5 * PROCESS_MAX_BENIGN:.0%}. Not adaptive (no history flushing or many ids).",
 ]
 
 
@@ -77,18 +82,21 @@ def sanity_note(sanity: dict | None) -> str:
     failed = ", ".join(_failed_check(k, checks.get(k)) for k in sanity.get("failed", []))
     budget_only = sanity.get("failed") == ["large_budget"] and \
         (checks.get("large_budget") or {}).get("unbounded_success", 0.0) >= 0.99
-    if budget_only:  # gradients lead somewhere (eps 1 wins): the model resists large bounded changes
-        return f" Sanity check failed ({failed}): gradients are informative, but 64/255 does not break every image, " \
-               "so masking is not ruled out and the attack figures are lower bounds."
+    if budget_only:  # eps 1 (from the clean image, no random start) wins: the gradients lead somewhere
+        return f" Sanity check failed ({failed}): the unbounded attack succeeds, but 64/255 does not break every " \
+               "image, so masking is not ruled out and the attack figures are lower bounds."
     return f" Sanity checks failed ({failed}): gradient masking suspected, so the attack figures are lower bounds."
 
 
 def _failed_check(name: str, check: dict | None) -> str:
     if check is None:
         return name
-    text = f"{name} {check['value']:.0%} vs {check['reference']:.0%}"
+    def pct(v) -> str:
+        return "n/a" if v is None or v != v else f"{v:.0%}"
+
+    text = f"{name} {pct(check.get('value'))} vs {pct(check.get('reference'))}"
     if check.get("unbounded_success") is not None:
-        text += f", {check['unbounded_success']:.0%} at eps 1"
+        text += f", {pct(check['unbounded_success'])} at eps 1"
     return text
 
 
@@ -100,9 +108,13 @@ def evasion_risks(attacks: list[dict], sanity: dict | None = None) -> list[dict]
     small = [r for r in rows if r["eps"] <= SMALL_EPS] or \
         [r for r in rows if r["eps"] == min(x["eps"] for x in rows)]
     best = max(small, key=_rate)
-    rate = max(_rate(best), 0.0)
+    if _rate(best) < 0:
+        return [{"threat": "evasion at a small budget", "level": "unmeasured", "attack": best["attack"],
+                 "eps": best["eps"], "n": _n_correct(best), "value": None,
+                 "reason": "no attack at this budget had correctly classified images to attack."}]
+    rate = _rate(best)
     level = _level(rate, HIGH, MEDIUM)
-    note = sanity_note(sanity)
+    note = sanity_note(sanity) if sanity else " Sanity checks not run: the level cannot be low."
     if note and level == "low":
         level = "medium"
     others = sorted({f"{r['attack'].upper()} {max(_rate(r), 0):.0%} at {eps_label(r['eps'])}" for r in small
@@ -117,12 +129,14 @@ def evasion_risks(attacks: list[dict], sanity: dict | None = None) -> list[dict]
 
 
 def best_defense(defenses: list[dict]) -> dict | None:
-    """The non-degenerate defense with the lowest worst-case success (ties: higher balanced accuracy)."""
+    """The non-degenerate defense with the lowest worst-case success; those that keep the original's balanced
+    accuracy on validation patients (the fidelity target) come first; ties: higher balanced accuracy."""
     usable = [d for d in defenses if not d.get("degenerate") and d.get("worst_case_success") is not None
               and d["worst_case_success"] == d["worst_case_success"]]
     if not usable:
         return None
-    return min(usable, key=lambda d: (d["worst_case_success"], -(d.get("balanced_accuracy") or 0.0)))
+    return min(usable, key=lambda d: (d.get("keeps_val_balanced_accuracy") is False, d["worst_case_success"],
+                                      -(d.get("balanced_accuracy") or 0.0)))
 
 
 def defense_risk(defenses: list[dict]) -> list[dict]:
@@ -137,11 +151,21 @@ def defense_risk(defenses: list[dict]) -> list[dict]:
                  "reason": "no defense is usable: every one is degenerate or unmeasured." + excluded}]
     rate = best["worst_case_success"]
     level = _level(rate, HIGH, MEDIUM)
-    note = sanity_note(best.get("sanity_checks")) if best.get("gradient_masking_suspected") else ""
+    sanity = best.get("sanity_checks")
+    note = sanity_note(sanity) if sanity else " Sanity checks not run: the level cannot be low."
     if note and level == "low":
         level = "medium"
-    original = best.get("original_success")
-    versus = "" if original is None else f" Without a defense the same attack flips {original:.0%}."
+    original = best.get("original_worst_case_success", best.get("original_success"))
+    ci = best.get("worst_case_ci") or [None, None]
+    versus = ""
+    if original is not None:
+        versus = f" Without a defense the strongest attack flips {original:.0%}"
+        if ci[0] is not None and ci[0] <= original:
+            versus += "; within this interval, so no defense is measurably better than none"
+        versus += "."
+    fidelity = " It misses the fidelity target (balanced accuracy on validation patients not kept within 0.05); " \
+        "no defense met it." if best.get("keeps_val_balanced_accuracy") is False else ""
+    interval = "" if ci[0] is None else f", 95 % interval {ci[0]:.0%}-{ci[1]:.0%}"
     bal, ref = best.get("balanced_accuracy"), best.get("original_balanced_accuracy")
     cost = "" if bal is None or ref is None else f" Balanced accuracy {bal:.3f} (original {ref:.3f})."
     recovered = best.get("recovered")
@@ -149,10 +173,10 @@ def defense_risk(defenses: list[dict]) -> list[dict]:
         f" Known adversarials no longer adversarial: {recovered:.0%} (balanced over classes " \
         f"{best.get('recovered_balanced', float('nan')):.0%}, n={best.get('recovered_n')}; not adaptive)."
     return [{"threat": "evasion after the best defense", "level": level, "defense": best["defense"],
-             "eps": best.get("eps"), "n": best.get("n_eval"), "value": rate,
+             "eps": best.get("eps"), "n": best.get("worst_case_n"), "value": rate,
              "reason": f"{best['defense']}: the strongest attack run ({best.get('worst_case_attack')}) flips {rate:.0%} "
-                       f"of correctly classified held-out images at eps {eps_label(best.get('eps'))} "
-                       f"(n={best.get('n_eval')}).{versus}{cost}{known}{note}{excluded}"}]
+                       f"of the {best.get('worst_case_n')} held-out images it classifies correctly at eps "
+                       f"{eps_label(best.get('eps'))}{interval}.{versus}{cost}{fidelity}{known}{note}{excluded}"}]
 
 
 def _threshold_caveats(row: dict) -> list[str]:
@@ -166,26 +190,58 @@ def _threshold_caveats(row: dict) -> list[str]:
     return notes
 
 
+MIN_ADV = 20  # adversarials a detection rate needs before it can support a "low"
+
+
+def _row_eps(row: dict) -> float | None:
+    if row.get("eps") is not None:
+        return float(row["eps"])
+    try:
+        return float(str(row.get("attack", "")).rsplit("@", 1)[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def _detector_worst_rows(rows: list[dict]) -> list[dict]:
+    """Per detector, its row with the lowest detection rate among the attacks at <= 4/255 (all attacks when
+    none is that small): a detector is as good as the attack it misses most."""
+    by: dict[str, list[dict]] = {}
+    for r in rows:
+        by.setdefault(r["detector"], []).append(r)
+    out = []
+    for group in by.values():
+        small = [r for r in group if (_row_eps(r) or 1.0) <= SMALL_EPS] or group
+        out.append(min(small, key=lambda r: r["tpr_at_5"]))
+    return out
+
+
 def detection_risk(detectors: list[dict]) -> list[dict]:
-    """Undetected adversarial inputs: the best detector at its 5 % FPR threshold, quoting the FPR reached.
-    Detectors whose threshold kept its promise come first; one that did not is chosen only when none did."""
+    """Undetected adversarial inputs: per detector the attack it misses most, then the best such detector at its
+    5 % FPR threshold, quoting the FPR reached. Detectors whose threshold kept its promise come first."""
     rows = [d for d in detectors if d.get("tpr_at_5") is not None]
     if not rows:
         return []
-    best = max(rows, key=lambda d: (not _threshold_caveats(d), d["tpr_at_5"]))
+    best = max(_detector_worst_rows(rows), key=lambda d: (not _threshold_caveats(d), d["tpr_at_5"]))
     tpr = best["tpr_at_5"]
     level = "low" if tpr >= DETECT_LOW else "medium" if tpr >= DETECT_MEDIUM else "high"
     reached = best.get("fpr_reached", best.get("fpr_at_5"))
     ci = best.get("fpr_reached_ci") or [None, None]
     notes = _threshold_caveats(best)
+    n_adv = best.get("n_adv")
+    if n_adv is not None and n_adv < MIN_ADV:
+        notes.append(f"only {n_adv} adversarials behind the detection rate")
     if notes and level == "low":
         level = "medium"
+    detected = "" if n_adv is None else \
+        " (95 % interval {:.0%}-{:.0%})".format(*proportion_interval(int(round(tpr * n_adv)), int(n_adv)))
     interval = "" if ci[0] is None else f" (95 % interval {ci[0]:.1%}-{ci[1]:.1%}, n={best.get('n_clean')} clean)"
     return [{"threat": "adversarial inputs going unnoticed", "level": level, "detector": best["detector"],
              "attack": best["attack"], "value": tpr, "fpr_reached": reached,
-             "reason": f"best detector ({best['detector']} on {best['attack']}) flags {tpr:.0%} of {best.get('n_adv')} "
-                       f"adversarials with a threshold set for 5 % false positives on calibration images; on test it "
-                       f"reached {reached:.1%} false positives{interval}. Not adaptive: the attacks ignore the detector."
+             "reason": f"best detector: {best['detector']}; against the attack it misses most at <= 4/255 "
+                       f"({best['attack']}) it flags {tpr:.0%}{detected} of {n_adv} adversarials with a threshold set "
+                       f"for 5 % false positives on calibration images; on test it reached "
+                       + ("an unmeasured rate of false positives" if reached is None else f"{reached:.1%} false positives")
+                       + f"{interval}. Not adaptive: the attacks ignore the detector."
                        + (f" Caveat: {'; '.join(notes)}." if notes else "")}]
 
 
@@ -194,10 +250,18 @@ def process_risk(ps: dict[str, Any] | None) -> list[dict]:
     if not ps or ps.get("detected_share") is None:
         return []
     d, f = ps["detected_share"], ps.get("benign_flagged_share", 0.0)
+    n, m = ps.get("processes"), ps.get("benign_users")
     level = "low" if d >= PROCESS_LOW and f <= PROCESS_MAX_BENIGN else "medium" if d >= PROCESS_MEDIUM else "high"
+    intervals, few = "", ""
+    if n and m:
+        dl, dh = proportion_interval(int(round(d * n)), int(n))
+        fl, fh = proportion_interval(int(round(f * m)), int(m))
+        intervals = f" (95 % intervals {dl:.0%}-{dh:.0%} and {fl:.0%}-{fh:.0%})"
+        if level == "low" and (dl < PROCESS_MEDIUM or fh > 5 * PROCESS_MAX_BENIGN):
+            level, few = "medium", " Too few simulated processes or users to support a low level."
     return [{"threat": "attack campaigns through the API", "level": level, "value": d,
-             "reason": f"prediction similarity caught {d:.1%} of {ps.get('processes')} simulated attack processes and "
-                       f"flagged {f:.1%} of {ps.get('benign_users')} benign users (attackers not adaptive)."}]
+             "reason": f"prediction similarity caught {d:.1%} of {n} simulated attack processes and flagged "
+                       f"{f:.1%} of {m} benign users{intervals} (attackers not adaptive).{few}"}]
 
 
 def risk_summary(metrics: dict[str, Any]) -> list[dict]:

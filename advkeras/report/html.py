@@ -15,7 +15,7 @@ h1{margin-bottom:.2rem}h2{border-bottom:2px solid #ddd;padding-bottom:.2rem;marg
 table{border-collapse:collapse;margin:.8rem 0;font-size:.92rem}th,td{border:1px solid #ccc;padding:.3rem .6rem;
 text-align:left}th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .lvl{font-weight:700;padding:.1rem .5rem;border-radius:.3rem;color:#fff}.high{background:#c0392b}
-.medium{background:#d68910}.low{background:#1e8449}.meta{color:#666;font-size:.9rem}
+.medium{background:#d68910}.low{background:#1e8449}.unmeasured{background:#7f8c8d}.meta{color:#666;font-size:.9rem}
 figure{display:inline-block;margin:.6rem;vertical-align:top;max-width:520px}figure img{max-width:100%;
 border:1px solid #ddd}figcaption{font-size:.85rem;color:#444}
 """
@@ -95,8 +95,11 @@ def _sanity_text(sanity: dict | None) -> str:
     checks = sanity["checks"]
     if not sanity["failed"]:
         return f"passed ({len(checks)} checks)"
-    return "FAILED " + "; ".join(f"{k}: {checks[k]['value']:.2f} vs {checks[k]['reference']:.2f}"
-                                 + (f" ({checks[k]['unbounded_success']:.2f} at eps 1)"
+    def num(v) -> str:  # NaN is stored as null in metrics.json
+        return "n/a" if v is None or v != v else f"{v:.2f}"
+
+    return "FAILED " + "; ".join(f"{k}: {num(checks[k]['value'])} vs {num(checks[k]['reference'])}"
+                                 + (f" ({num(checks[k]['unbounded_success'])} at eps 1)"
                                     if checks[k].get("unbounded_success") is not None else "")
                                  for k in sanity["failed"])
 
@@ -117,13 +120,16 @@ def _defenses_body(m: dict) -> str:
     rows = m.get("defense_summary", [])
     if not rows:
         return ""
-    body = table(["defense", "balanced accuracy", "accuracy", "degenerate", "worst-case attack success",
-                  "worst-case attack", "white-box success", "transfer success",
+    body = table(["defense", "balanced accuracy", "accuracy", "degenerate", "keeps val. balanced accuracy (0.05)",
+                  "worst-case attack success", "95 % interval", "worst-case attack", "white-box success",
+                  "transfer success",
                   "known adversarials no longer adversarial", "same, balanced over classes", "median minimal eps",
                   "sanity checks"],
                  [[r["defense"], r.get("balanced_accuracy"), r.get("clean_accuracy"),
                    "YES: " + "; ".join(r["degenerate_reasons"]) if r.get("degenerate") else "no",
-                   r.get("worst_case_success"), r.get("worst_case_attack"), r.get("new_success"),
+                   {True: "yes", False: "NO", None: None}[r.get("keeps_val_balanced_accuracy")],
+                   r.get("worst_case_success"), _interval(r.get("worst_case_ci")), r.get("worst_case_attack"),
+                   r.get("new_success"),
                    r.get("transfer_success"), r.get("recovered"), r.get("recovered_balanced"),
                    r.get("median_min_eps"), _sanity_text(r.get("sanity_checks"))] for r in rows])
     first = rows[0]

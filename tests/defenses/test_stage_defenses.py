@@ -23,7 +23,10 @@ def test_stage_builds_evaluates_and_saves_the_configured_defenses(mnist_model, m
     assert all(0 <= r["clean_accuracy"] <= 1 and 0 <= r["new_success"] <= 1 for r in rows)
     for r in rows:  # the schema users script against (docs/metrics.md)
         assert isinstance(r["degenerate"], bool) and 0 <= r["balanced_accuracy"] <= 1
-        assert r["worst_case_success"] == max(r["new_success"], r["transfer_success"])
+        runs = m["attack_runs"][r["defense"]]
+        assert r["worst_case_success"] == max(v["success"] for v in runs.values()) >= max(r["new_success"],
+                                                                                         r["transfer_success"])
+        assert len(runs) == 2 + 1 + 3 and r["worst_case_ci"][0] <= r["worst_case_success"] <= r["worst_case_ci"][1]
         assert set(r["sanity_checks"]["checks"]) == {"large_budget", "iterative_vs_single_step", "whitebox_vs_transfer"}
         assert sum(r["n_eval_per_class"].values()) == r["n_eval"] == 30
     assert m["eval_set"]["n"] == 30 and len(m["eval_set"]["per_class"]) == 10

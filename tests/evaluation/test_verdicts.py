@@ -58,13 +58,36 @@ def test_a_degenerate_defense_is_never_chosen_as_best():
 
 def test_failed_sanity_checks_forbid_a_low_level():
     attacks = [{"attack": "pgd", "eps": 4 / 255, "success_rate_on_correct": 0.05, "n": 10, "clean_accuracy": 1.0}]
-    assert evasion_risks(attacks)[0]["level"] == "low"
+    assert evasion_risks(attacks, {"passed": True, "failed": [], "checks": {}})[0]["level"] == "low"
+    assert evasion_risks(attacks)[0]["level"] == "medium"  # not run is not passed
     masked = {"passed": False, "failed": ["large_budget"]}
     row = evasion_risks(attacks, masked)[0]
     assert row["level"] == "medium" and "gradient masking" in row["reason"]
     defended = [{"defense": "d", "degenerate": False, "worst_case_success": 0.0, "gradient_masking_suspected": True,
                  "sanity_checks": masked}]
     assert defense_risk(defended)[0]["level"] == "medium"
+    passed = [{**defended[0], "gradient_masking_suspected": False, "sanity_checks": {"passed": True, "failed": []}}]
+    assert defense_risk(passed)[0]["level"] == "low"
+
+
+def test_a_defense_that_misses_the_fidelity_target_is_chosen_last_and_said_so():
+    keeps = {"defense": "a", "degenerate": False, "worst_case_success": 0.3, "keeps_val_balanced_accuracy": True,
+             "worst_case_ci": [0.2, 0.4], "original_worst_case_success": 0.35}
+    drifts = {"defense": "b", "degenerate": False, "worst_case_success": 0.1, "keeps_val_balanced_accuracy": False}
+    assert best_defense([keeps, drifts])["defense"] == "a"
+    row = defense_risk([keeps, drifts])[0]
+    assert "no defense is measurably better than none" in row["reason"]  # 0.35 lies in [0.2, 0.4]
+    assert "fidelity target" in defense_risk([drifts])[0]["reason"]
+
+
+def test_each_detector_is_judged_on_the_attack_it_misses_most():
+    rows = [{"detector": "d", "attack": "fgsm@0.0157", "eps": 4 / 255, "tpr_at_5": 0.95, "n_adv": 50},
+            {"detector": "d", "attack": "pgd@0.0157", "eps": 4 / 255, "tpr_at_5": 0.30, "n_adv": 50},
+            {"detector": "d", "attack": "pgd@0.0314", "eps": 8 / 255, "tpr_at_5": 0.99, "n_adv": 50},
+            {"detector": "e", "attack": "pgd@0.0157", "eps": 4 / 255, "tpr_at_5": 0.60, "n_adv": 5}]
+    verdict = detection_risk(rows)[0]
+    assert verdict["detector"] == "e" and verdict["value"] == 0.60  # d's worst at 4/255 is 0.30
+    assert "only 5 adversarials" in verdict["reason"]
 
 
 def test_sanity_checks_catch_a_model_whose_answer_cannot_move(idc_splits, idc_model):

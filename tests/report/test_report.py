@@ -36,8 +36,10 @@ def test_risk_levels_follow_the_stated_rules():
     assert "PGD" in evasion["reason"] and "2/255" in evasion["reason"] and "80 correctly" in evasion["reason"]
     assert by["adversarial inputs going unnoticed"]["level"] == "low"
     assert by["attack campaigns through the API"]["level"] == "high"
-    weak_only = risk_summary({"attacks": attacks[1:]})[0]
+    checked = {"sanity_checks": {"passed": True, "failed": [], "checks": {}}}
+    weak_only = risk_summary({"attacks": attacks[1:], "model": checked})[0]
     assert weak_only["level"] == "low" and weak_only["attack"] == "fgsm"  # judged at the small budget, not 8/255
+    assert risk_summary({"attacks": attacks[1:]})[0]["level"] == "medium"  # no sanity checks run: never low
 
 
 def _chrome():
