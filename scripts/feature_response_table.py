@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from advkeras.attacks import attack_names, generate  # noqa: E402
-from advkeras.data import load_sample, split_by_group, split_random  # noqa: E402
+from advkeras.data import load_sample, split_by_group, split_random, stratified_subset  # noqa: E402
 from advkeras.detectors.feature_response import FeatureResponseDetector  # noqa: E402
 from advkeras.detectors.feature_response_plot import plot_feature_responses  # noqa: E402
 from advkeras.evaluation.detection import detection_metrics  # noqa: E402
@@ -71,10 +71,11 @@ def run_dataset(name: str, args, fig_dir: Path) -> dict:
         save_model(model, Path(args.save_models) / f"{name}.keras", overwrite=True)
     acc = evaluate_classifier(model, test)["accuracy"]
     print(f"{name}: held-out accuracy {acc:.3f}", flush=True)
-    calib = val.x[:args.n_calibration]
+    calib = stratified_subset(val, args.n_calibration, seed=args.seed).x  # by class, across patients
     dets = {d: FeatureResponseDetector(model, window=args.window, direction=d).fit(calib)
             for d in ("higher", "two-sided")}
-    clean_x, clean_y = test.x[:args.n], test.y[:args.n]
+    held_out = stratified_subset(test, args.n, seed=args.seed)
+    clean_x, clean_y = held_out.x, held_out.y
     clean = {d: det.score_samples(clean_x) for d, det in dets.items()}
     rows = []
     for attack, eps_idc, eps_mnist, slow, params in ATTACKS:
@@ -84,18 +85,20 @@ def run_dataset(name: str, args, fig_dir: Path) -> dict:
         eps = eps_idc if name == "idc" else eps_mnist
         n = args.n_slow if slow else args.n
         t0 = time.perf_counter()
-        res = generate(model, test.x[:n], test.y[:n], attack, eps=eps, seed=args.seed, progress=False, **params)
+        part = stratified_subset(test, n, seed=args.seed)
+        res = generate(model, part.x, part.y, attack, eps=eps, seed=args.seed, progress=False, **params)
         row = {"attack": attack, "backend": res.backend, "eps": eps, "params": params, "n": n,
                "success_rate": res.success_rate,
                "success_rate_on_correct": res.success_rate_on_correct, "n_adv": int(res.success.sum()),
                "median_l2_success": res.summary()["median_l2_success"], "attack_seconds": time.perf_counter() - t0}
-        adv = res.clipped[res.success]
+        adv = res.clipped[res.success & (res.pred_clean == res.y)]  # changed from right to wrong by the attack
+        row["n_adv_from_correct"] = int(len(adv))
         if len(adv) >= 2:
             for d, det in dets.items():
                 m = detection_metrics(clean[d], det.score_samples(adv), calibration_scores=det.calibration_scores_)
                 row[d] = {"auc": m["auc"], **{f"tpr_at_{k}": v["tpr"] for k, v in m["at_fpr"].items()},
                           **{f"fpr_reached_{k}": v["fpr"] for k, v in m["at_fpr"].items()}}
-            idx = np.flatnonzero(res.success)[:2]
+            idx = np.flatnonzero(res.success & (res.pred_clean == res.y))[:2]
             plot_feature_responses(dets["higher"], res.x[idx], res.clipped[idx], fig_dir / f"{name}_{attack}.png",
                                    title=f"{name}, {attack}: original vs adversarial, feature response, local entropy")
         rows.append(row)
@@ -123,7 +126,7 @@ def main() -> None:
                     help="folder where the trained classifiers are saved (idc.keras, mnist.keras)")
     ap.add_argument("--out", default="docs/results/feature_responses.json")
     args = ap.parse_args()
-    fig_dir = Path(args.out).parent / "figures" / "feature_responses"
+    fig_dir = Path(args.out).parent / "figures" / Path(args.out).stem  # feature_responses for the default --out
     fig_dir.mkdir(parents=True, exist_ok=True)
     results = {d: run_dataset(d, args, fig_dir) for d in args.datasets}
     cmd = "python scripts/feature_response_table.py " + " ".join(

@@ -109,7 +109,8 @@ def test_assessment_stage_records_detection_and_figures(mnist_model, mnist_split
     assert fr["n_calibration"] == 150 and set(fr["thresholds"]) == {"0.01", "0.05", "0.1"}
     row = ctx.metrics["detector_summary"][0]
     assert row["detector"] == "feature response" and row["attack"] == "fgsm@0.3" and row["auc"] > 0.8
-    assert row["n_clean"] == 100 and row["n_adv"] == int(ctx.adversarials["fgsm@0.3"].success.sum())
+    res = ctx.adversarials["fgsm@0.3"]  # adversarials: images the attack turned from right to wrong
+    assert row["n_clean"] == 100 and row["n_adv"] == int((res.success & (res.pred_clean == res.y)).sum())
     fig = ctx.figures["feature_responses/fgsm_eps0p3"]
     assert (tmp_path / fig["path"]).is_file() and fig["section"] == "feature_responses"
 
