@@ -29,6 +29,7 @@ from advkeras.explain.guided_backprop import guided_backprop  # noqa: E402
 from advkeras.explain.innvestigate_worker import InnvestigateWorker  # noqa: E402
 from advkeras.models import (build_classifier, evaluate_classifier, load_model, save_model,  # noqa: E402
                              train_classifier)
+from advkeras.evaluation.traffic import foolbox_gave_up  # noqa: E402
 from advkeras.runs import write_json  # noqa: E402
 
 # (attack, eps on IDC, eps on MNIST, slow?, params) -- eps None: minimisation attack (no budget).
@@ -86,7 +87,14 @@ def run_dataset(name: str, args, fig_dir: Path) -> dict:
         n = args.n_slow if slow else args.n
         t0 = time.perf_counter()
         part = stratified_subset(test, n, seed=args.seed)
-        res = generate(model, part.x, part.y, attack, eps=eps, seed=args.seed, progress=False, **params)
+        try:
+            res = generate(model, part.x, part.y, attack, eps=eps, seed=args.seed, progress=False, **params)
+        except (AssertionError, ValueError) as exc:
+            if not foolbox_gave_up(exc):
+                raise
+            print(f"{name} {attack}: foolbox gave up ({exc}); no row", flush=True)
+            rows.append({"attack": attack, "eps": eps, "n": n, "aborted": str(exc)})
+            continue
         row = {"attack": attack, "backend": res.backend, "eps": eps, "params": params, "n": n,
                "success_rate": res.success_rate,
                "success_rate_on_correct": res.success_rate_on_correct, "n_adv": int(res.success.sum()),
