@@ -14,6 +14,7 @@ SMALL_EPS = 4.05 / 255  # at or below 4/255 (configs write eps rounded, e.g. 0.0
 HIGH, MEDIUM = 0.5, 0.2  # evasion: success on correctly classified images at which the level is high / medium
 DETECT_LOW, DETECT_MEDIUM = 0.9, 0.5  # detection at the reached FPR at which the risk is low / medium
 PROCESS_LOW, PROCESS_MEDIUM, PROCESS_MAX_BENIGN = 0.995, 0.9, 0.01
+MIN_ADV = 20  # adversarials a detection rate needs before it can support a "low"
 
 RULES = [
     f"Evasion: the strongest attack run at a budget of at most 4/255 (else the smallest budget run) flips a "
@@ -23,12 +24,12 @@ RULES = [
     "original's balanced accuracy within 0.05 on validation patients first), the one with the lowest worst-case "
     "success (the highest of every white-box and transferred attack run at the defense eps) is best; high if "
     f"that success >= {HIGH:.0%}, medium if >= {MEDIUM:.0%}, else low; low needs its sanity checks run and passed.",
-    f"Adversarial inputs going unnoticed: each detector is judged on the attack at <= 4/255 it detects least; "
+    "Adversarial inputs going unnoticed: each detector is judged on the attack at <= 4/255 it detects least; "
     "then the detector with the highest such detection rate d at the 5 % FPR threshold, among those whose "
     "threshold kept its promise (false-positive rate reached on test not above 5 % "
     "beyond its 95 % interval, and enough calibration images for 5 %) if any does; low if d >= "
-    f"{DETECT_LOW:.0%}, medium if d >= {DETECT_MEDIUM:.0%}, else high; not low when the chosen one did not keep it or rests on fewer than "
-    f"{20} adversarials.",
+    f"{DETECT_LOW:.0%}, medium if d >= {DETECT_MEDIUM:.0%}, else high; not low when the chosen one did not keep "
+    f"it or rests on fewer than {MIN_ADV} adversarials.",
     f"Attack campaigns through the API: share c of simulated attack processes caught, share b of benign users "
     f"flagged; low if c >= {PROCESS_LOW:.1%} and b <= {PROCESS_MAX_BENIGN:.0%}, medium if c >= "
     f"{PROCESS_MEDIUM:.0%}, else high; low also needs the 95 % interval of c to stay above "
@@ -188,9 +189,6 @@ def _threshold_caveats(row: dict) -> list[str]:
     if row.get("calibration_enough") is False:
         notes.append(f"only {row.get('n_calibration')} clean calibration images, too few for a 5 % threshold")
     return notes
-
-
-MIN_ADV = 20  # adversarials a detection rate needs before it can support a "low"
 
 
 def _row_eps(row: dict) -> float | None:
