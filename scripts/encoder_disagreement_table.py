@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
         calib = det.decision_function(val.x)
         row = {"val_flag_rate": det.clean_flag_rate_, "attacks": {}}
         for name, res in adv.items():
-            x_adv = res.clipped[res.success & (res.pred_clean == res.y)]
+            x_adv = res.clipped[res.fooled]
             b = binary_detection_metrics(clean_flags, det.predict(x_adv).astype(bool))
             g = detection_metrics(clean_scores, det.decision_function(x_adv), calibration_scores=calib)
             row["attacks"][name] = {"tpr": b["tpr"], "fpr": b["fpr"], "n_adv": b["n_adv"], "auc": g["auc"],

@@ -99,14 +99,14 @@ def run_dataset(name: str, args, fig_dir: Path) -> dict:
                "success_rate": res.success_rate,
                "success_rate_on_correct": res.success_rate_on_correct, "n_adv": int(res.success.sum()),
                "median_l2_success": res.summary()["median_l2_success"], "attack_seconds": time.perf_counter() - t0}
-        adv = res.clipped[res.success & (res.pred_clean == res.y)]  # changed from right to wrong by the attack
+        adv = res.clipped[res.fooled]  # changed from right to wrong by the attack
         row["n_adv_from_correct"] = int(len(adv))
         if len(adv) >= 2:
             for d, det in dets.items():
                 m = detection_metrics(clean[d], det.score_samples(adv), calibration_scores=det.calibration_scores_)
                 row[d] = {"auc": m["auc"], **{f"tpr_at_{k}": v["tpr"] for k, v in m["at_fpr"].items()},
                           **{f"fpr_reached_{k}": v["fpr"] for k, v in m["at_fpr"].items()}}
-            idx = np.flatnonzero(res.success & (res.pred_clean == res.y))[:2]
+            idx = np.flatnonzero(res.fooled)[:2]
             plot_feature_responses(dets["higher"], res.x[idx], res.clipped[idx], fig_dir / f"{name}_{attack}.png",
                                    title=f"{name}, {attack}: original vs adversarial, feature response, local entropy")
         rows.append(row)

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> dict:
     fooled: dict[int, dict[str, int]] = {}
     for seed in args.seeds:
         adv = initial_adversarials(model, ev.x, ev.y, ATTACKS, eps=args.eps, seed=seed, attack_params={"pgd": pgd})
-        fooled[seed] = {a: int((r.success & (r.pred_clean == r.y)).sum()) for a, r in adv.items()}
+        fooled[seed] = {a: int(r.fooled.sum()) for a, r in adv.items()}
         for code in args.code_sizes:
             middle = middle_autoencoder(model, train, val, code_size=code, seed=seed)
             encoder = encoder_defense(model, train, val, middle=middle, seed=seed)

@@ -6,8 +6,8 @@ or a balanced accuracy far below the original's) is marked and never chosen as t
 Table 1 (one seed here; scripts/defenses_table.py runs three): share of initial adversarials (made on the
 original model) that each defended model classifies correctly again, pooled (the paper's definition), per
 class and balanced. New adversarials: each model attacked afresh, white-box (success at eps, median minimal
-eps), and with the original's adversarials transferred; the worst of the two is the defense's evasion
-figure. Sanity checks (evaluation.sanity) flag suspected gradient masking per model. The encoder
+eps, plus FGSM), and with the original's adversarials transferred; the worst of all these attacks is the
+defense's evasion figure. Sanity checks (evaluation.sanity) flag suspected gradient masking per model. The encoder
 disagreement detector is scored on the same adversarials. Evaluation images: a seeded subset of the
 held-out set, stratified by class and spread over patients.
 """
@@ -25,7 +25,7 @@ from advkeras.evaluation.defense_figures import plot_new_adversarial_rates, plot
 from advkeras.evaluation.detection import binary_detection_metrics, detection_metrics, detector_row, proportion_interval
 from advkeras.evaluation.risk import attack_label
 from advkeras.evaluation.robustness import initial_adversarials, mean_std, new_adversarials, recovery_rates
-from advkeras.evaluation.sanity import degeneracy, sanity_checks, success_counts, success_on_correct
+from advkeras.evaluation.sanity import degeneracy, sanity_checks, success_counts
 from advkeras.models import evaluate_classifier, save_model
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def stage_defenses(ctx: RunContext) -> None:
             for n, m in every.items()}
     runs = {n: _attack_runs(m, ev, fixed[n], fgsm[n], {} if n == "original" else
                             {"original": fixed["original"], **adv}) for n, m in every.items()}
-    transfer = {n: success_on_correct(m, ev.x, ev.y, fixed["original"].clipped) for n, m in models.items()}
+    transfer = {n: runs[n][_transfer_label(fixed["original"], "original")]["success"] for n in models}
     sanity = {n: sanity_checks(m, ev.x, ev.y, whitebox=fixed[n], steps=int(cfg["attack_steps"]), seed=ctx.seed,
                                single_step=fgsm[n], transfer_adv=None if n == "original" else fixed["original"].clipped)
               for n, m in every.items()} if cfg["sanity_checks"] else {}
@@ -77,11 +77,11 @@ def stage_defenses(ctx: RunContext) -> None:
         "quality": quality, "clean_accuracy": {n: q["test"]["accuracy"] for n, q in quality.items()},
         "new_adversarials": new_rows, "transfer_success": transfer, "attack_runs": runs, "sanity_checks": sanity,
         "encoder_disagreement": detector, "seconds": time.perf_counter() - start}
+    reference = {"original_success": new_rows["original"]["success_rate_on_correct"],
+                 "original_worst_case_success": max(r["success"] for r in runs["original"].values())}
     ctx.metrics.setdefault("defense_summary", []).extend(
         {**_summary_row(n, cfg, ev, quality, recovered[n], new_rows[n], transfer[n], runs[n], sanity.get(n)),
-         "original_success": new_rows["original"]["success_rate_on_correct"],
-         "original_worst_case_success": max(r["success"] for r in runs["original"].values())}
-        for n in models)
+         **reference} for n in models)
     if "original" in sanity:
         ctx.metrics.setdefault("model", {})["defense_stage_sanity_checks"] = sanity["original"]
     log.info("defenses: recovered %s", {n: round(recovered[n]["all"]["recovered"], 3) for n in models})
@@ -101,12 +101,16 @@ def _attack_runs(model, ev, whitebox, fgsm, transferred: dict) -> dict[str, dict
     out = {}
     for label, res in ((f"{attack_label(whitebox.summary())} white-box", whitebox),
                        (f"{attack_label(fgsm.summary())} white-box", fgsm)):
-        ok = res.pred_clean == res.y
-        out[label] = _counted(int((res.success & ok).sum()), int(ok.sum()))
+        out[label] = _counted(int(res.fooled.sum()), int(res.correct.sum()))
     for source, res in transferred.items():
-        label = f"{attack_label(res.summary())} transferred from the original" + (" (white-box run)" if source == "original" else "")
-        out[label] = _counted(*success_counts(model, ev.x, ev.y, res.clipped))
+        out[_transfer_label(res, source)] = _counted(*success_counts(model, ev.x, ev.y, res.clipped))
     return out
+
+
+def _transfer_label(res, source: str) -> str:
+    """How `_attack_runs` names adversarials made on the original: its white-box run, or an initial attack."""
+    return f"{attack_label(res.summary())} transferred from the original" + \
+        (" (white-box run)" if source == "original" else "")
 
 
 def _counted(k: int, n: int) -> dict:
@@ -166,7 +170,7 @@ def _encoder_disagreement(ctx: RunContext, encoder_model, ev, adv: dict) -> dict
     clean_flags, clean_scores = det.predict(ev.x).astype(bool), det.decision_function(ev.x)
     out = {"clean_flag_rate_val": det.clean_flag_rate_, "attacks": {}}
     for name, res in adv.items():
-        x_adv = res.clipped[res.success & (res.pred_clean == res.y)]
+        x_adv = res.clipped[res.fooled]
         if len(x_adv) < 2:
             continue
         binary = binary_detection_metrics(clean_flags, det.predict(x_adv).astype(bool))

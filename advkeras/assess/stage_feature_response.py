@@ -30,7 +30,7 @@ def stage_feature_response(ctx: RunContext) -> None:
     clean_scores = det.score_samples(ev.x)
     results, rows = {}, []
     for key, res in ctx.adversarials.items():
-        adv = res.clipped[res.success & (res.pred_clean == res.y)]  # images the attack changed from right to wrong
+        adv = res.clipped[res.fooled]  # images the attack changed from right to wrong
         if len(adv) < 2:
             log.info("feature responses: %s has %d successful adversarials; not scored", key, len(adv))
             continue
@@ -38,7 +38,7 @@ def stage_feature_response(ctx: RunContext) -> None:
         results[key] = {"success_rate": res.success_rate, **m}
         rows.append(detector_row("feature response", key, m, eps=res.eps))
         if cfg["figure_images"]:
-            idx = np.flatnonzero(res.success & (res.pred_clean == res.y))[:int(cfg["figure_images"])]
+            idx = np.flatnonzero(res.fooled)[:int(cfg["figure_images"])]
             tag = key.replace("@", "_eps").replace(".", "p")
             png = plot_feature_responses(det, res.x[idx], res.clipped[idx],
                                          ctx.figure_path("feature_responses", f"{tag}.png"),

@@ -34,8 +34,8 @@ def stage_relevant_neurons(ctx: RunContext) -> None:
     n_classes = int(ctx.model.output_shape[-1])
     results, rows = {}, []
     for key, res in ctx.adversarials.items():
-        ok = res.pred_clean == res.y
-        adv = res.clipped[ok & res.success]
+        ok = res.correct
+        adv = res.clipped[res.fooled]
         if len(adv) < 2:
             log.info("relevant neurons: %s has %d successful adversarials; not scored", key, len(adv))
             continue

@@ -41,9 +41,20 @@ class AttackResult:
         return float(self.success.mean()) if len(self.success) else float("nan")
 
     @property
+    def correct(self) -> np.ndarray:
+        """Mask of the samples the model classified correctly before the attack."""
+        return self.pred_clean == self.y
+
+    @property
+    def fooled(self) -> np.ndarray:
+        """Mask of the real adversarials: right before the attack, meeting its criterion after. Samples that
+        were wrong to begin with "succeed" without any attack and are not adversarials of this run."""
+        return self.success & self.correct
+
+    @property
     def success_rate_on_correct(self) -> float:
         """Success among samples the model classified correctly to begin with (the usual paper metric)."""
-        ok = self.pred_clean == self.y
+        ok = self.correct
         return float(self.success[ok].mean()) if ok.any() else float("nan")
 
     def summary(self) -> dict:

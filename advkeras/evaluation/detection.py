@@ -62,11 +62,10 @@ def detection_metrics(clean_scores: np.ndarray, adv_scores: np.ndarray,
            "at_fpr": {}}
     for f in fprs:
         thr = threshold_at_fpr(calib, f)
-        k = int((clean > thr).sum())
+        k, needed = int((clean > thr).sum()), calibration_size_needed(f)
         out["at_fpr"][f"{f:g}"] = {"threshold": thr, "tpr": float((adv > thr).mean()), "fpr": k / clean.size,
-                                   "fpr_ci": list(proportion_interval(k, clean.size)),
-                                   "calibration_needed": calibration_size_needed(f),
-                                   "calibration_enough": bool(calib.size >= calibration_size_needed(f))}
+                                   "fpr_ci": list(proportion_interval(k, clean.size)), "calibration_needed": needed,
+                                   "calibration_enough": bool(calib.size >= needed)}
     return out
 
 

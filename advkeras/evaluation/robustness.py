@@ -44,7 +44,7 @@ def recovery_rates(defended: Mapping[str, tf.keras.Model],
         rows: dict[str, dict] = {}
         ys, oks = [], []
         for aname, res in adversarials.items():
-            fooled = res.success & (res.pred_clean == res.y)
+            fooled = res.fooled
             ok = (predict_labels(model, res.clipped[fooled]) == res.y[fooled]) if fooled.any() else np.zeros(0, bool)
             rows[aname] = _recovered(res.y[fooled], ok)
             ys.append(res.y[fooled])
@@ -143,7 +143,7 @@ def defense_table(model: tf.keras.Model, train: Dataset, val: Dataset | None, te
                          "recovered_balanced": {d: {a: r["balanced"] for a, r in rows.items()} for d, rows in rec.items()},
                          "balanced_accuracy": {n: q["balanced_accuracy"] for n, q in quality.items()},
                          "degenerate": {n: float(bool(degeneracy(q, quality["original"]))) for n, q in quality.items()},
-                         "n_fooled": {a: int((r.success & (r.pred_clean == r.y)).sum()) for a, r in adv.items()},
+                         "n_fooled": {a: int(r.fooled.sum()) for a, r in adv.items()},
                          "attack_success_on_correct": {a: r.success_rate_on_correct for a, r in adv.items()},
                          "clean_accuracy": clean_accuracy({"original": model, **models_by_seed[seed]},
                                                           test.x, test.y)})

@@ -53,8 +53,7 @@ def attack_part(model: tf.keras.Model, part: Dataset, spec: AttackSpec, seed: in
     target = (part.y + 1) % n_classes if spec.targeted else None
     res = generate(model, part.x, part.y, spec.name, eps=spec.eps, backend=spec.backend, target=target,
                    seed=seed, **spec.params)
-    ok = res.pred_clean == part.y
-    keep = ok & res.success
+    ok, keep = res.correct, res.fooled
     if not keep.any():
         raise DataError(f"{spec.label} succeeded on none of the {ok.sum()} correctly classified images; "
                         "raise eps or use a stronger attack.")
