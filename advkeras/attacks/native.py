@@ -77,7 +77,10 @@ def _signed_steps(model, x0, x_adv, classes, sign, eps, steps, step_size, loss="
         with tf.GradientTape() as tape:
             tape.watch(x_adv)
             value = tf.reduce_sum(per_example_loss(model(x_adv, training=False), classes, loss))
-        x_adv = x_adv + sign * step_size * tf.sign(tape.gradient(value, x_adv))
+        # A part with no gradient (a quantiser's round) gives zero, not None: the attack then stalls,
+        # which is what a masked gradient does to it, and BPDA (advkeras.adaptive) is the remedy.
+        grad = tape.gradient(value, x_adv, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        x_adv = x_adv + sign * step_size * tf.sign(grad)
         x_adv = tf.clip_by_value(tf.clip_by_value(x_adv, x0 - eps, x0 + eps), 0.0, 1.0)
     return x_adv
 

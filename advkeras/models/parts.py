@@ -43,7 +43,8 @@ def compose(cnn: tf.keras.Model, dnn: tf.keras.Model, *, before: Sequence[tf.ker
     return tf.keras.Model(inp, dnn(x), name=name)
 
 
-def _top_chain(model: tf.keras.Model) -> list[tf.keras.layers.Layer]:
+def top_chain(model: tf.keras.Model) -> list[tf.keras.layers.Layer]:
+    """The model's top-level layers in order (a chain of single-input layers, as `compose` builds)."""
     layers = [layer for layer in model.layers if not isinstance(layer, tf.keras.layers.InputLayer)]
     for layer in layers:
         if len(layer.inbound_nodes) and len(tf.nest.flatten(layer.inbound_nodes[-1].input_tensors)) != 1:
@@ -55,7 +56,7 @@ def _top_chain(model: tf.keras.Model) -> list[tf.keras.layers.Layer]:
 def layer_names(model: tf.keras.Model) -> list[str]:
     """Every addressable layer: top-level names and ``part/layer`` for layers inside nested models."""
     names = []
-    for layer in _top_chain(model):
+    for layer in top_chain(model):
         names.append(layer.name)
         if isinstance(layer, tf.keras.Model):
             names += [f"{layer.name}/{inner.name}" for inner in layer.layers
@@ -76,7 +77,7 @@ def activation_model(model: tf.keras.Model, names: Sequence[str]) -> tf.keras.Mo
     wanted: dict[str, tf.Tensor] = {}
     inp = tf.keras.Input(model.input_shape[1:], name="image")
     x = inp
-    for layer in _top_chain(model):
+    for layer in top_chain(model):
         inner = [n.split("/", 1)[1] for n in names if n.startswith(layer.name + "/")]
         if inner:
             extractor = tf.keras.Model(layer.input, [layer.output] + [layer.get_layer(n).output for n in inner])
