@@ -67,6 +67,12 @@ class EncoderDisagreementDetector:
         q = tf.nn.softmax(predict_logits(self.defended, x, self.batch_size)).numpy()
         return 0.5 * np.abs(p - q).sum(1)
 
+    def differentiable_score(self, x: tf.Tensor) -> tf.Tensor:
+        """`decision_function` in TF ops, differentiable: what an adaptive attacker descends (advkeras.adaptive)."""
+        p = tf.nn.softmax(self.original(x, training=False))
+        q = tf.nn.softmax(self.defended(x, training=False))
+        return 0.5 * tf.reduce_sum(tf.abs(p - q), axis=1)
+
     def evaluate(self, x_clean: np.ndarray, x_adv: np.ndarray) -> dict:
         """Detection rate on adversarials and false-positive rate on clean images (binary flags)."""
         return binary_detection_metrics(self.predict(x_clean).astype(bool), self.predict(x_adv).astype(bool))

@@ -86,6 +86,17 @@ class NeuronDescriptors(TransformerMixin, BaseEstimator):
             parts.append(np.argmax(out[n].numpy(), axis=1)[:, None].astype(np.float32))
         return np.concatenate(parts, axis=1).astype(np.float32)
 
+    def tf_descriptors(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """(descriptors without the prediction column, logits) in TF ops, differentiable in `x`: what an
+        adaptive attacker follows through a surrogate of the detector (advkeras.adaptive.surrogates)."""
+        if not hasattr(self, "_extractor"):
+            self.fit()
+        out = self._extractor(x, training=False)
+        out = list(out) if isinstance(out, (list, tuple)) else [out]
+        n = len(self.layers_)
+        logits = out[n] if self.append_prediction else self.model(x, training=False)
+        return tf.concat([_describe(a) for a in out[:n]], axis=1), logits
+
     def transform(self, X: np.ndarray) -> np.ndarray:
         if not hasattr(self, "_extractor"):
             self.fit()

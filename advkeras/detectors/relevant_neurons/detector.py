@@ -87,6 +87,11 @@ class RelevantNeuronDetector(ClassifierMixin, BaseEstimator):
                              f"{self.mask_.shape[1]}; use the same model and layers.")
         return self._features(D, pred)
 
+    def forest_inputs(self, X: np.ndarray) -> np.ndarray:
+        """What the forest reads for descriptors X: the set's neurons, zeroed outside the predicted class's
+        set when `use_label`."""
+        return self._check(X)
+
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         F = self._check(X)
         return self.forest_.predict_proba(F)
