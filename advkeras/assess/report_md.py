@@ -40,11 +40,22 @@ def write_report_md(ctx: RunContext) -> Path:
                      f"{r['success_rate_on_correct']:.3f} | {_num(r['median_linf_success'])} |")
     rows = m.get("defense_summary", [])
     if rows:
-        lines += ["", "## Defenses", "", "| defense | balanced accuracy | degenerate | worst-case success | attack | "
-                  "known adversarials recovered (balanced) | gradient masking suspected |", "|---|---|---|---|---|---|---|"]
+        lines += ["", "## Defenses", "", "| defense | balanced accuracy | degenerate | worst-case success (adaptive "
+                  "included) | attack | without adaptive attacks | known adversarials recovered (balanced) | "
+                  "gradient masking suspected |", "|---|---|---|---|---|---|---|---|"]
         lines += [f"| {r['defense']} | {_num(r['balanced_accuracy'])} | {'yes' if r['degenerate'] else 'no'} | "
-                  f"{_num(r['worst_case_success'])} | {r['worst_case_attack']} | {_num(r['recovered'])} "
+                  f"{_num(r['worst_case_success'])} | {r['worst_case_attack']} | "
+                  f"{_num(r.get('non_adaptive_worst_case_success'))} | {_num(r['recovered'])} "
                   f"({_num(r['recovered_balanced'])}) | {r['gradient_masking_suspected']} |" for r in rows]
+    detectors = m.get("detector_summary", [])
+    if detectors:
+        lines += ["", "## Detectors", "", "| detector | attack | adaptive | detection at 5 % FPR | adaptive detection "
+                  "(same eps) | fooled unnoticed (adaptive) | FPR reached | clean / adversarial |",
+                  "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['detector']} | {r['attack']} | {'yes' if r.get('adaptive') else 'no'} | "
+                  f"{_num(r.get('tpr_at_5'))} | {_num(r.get('adaptive_tpr_at_5'))} | "
+                  f"{_num(r.get('evasion_success'))} | {_num(r.get('fpr_reached'))} | "
+                  f"{r.get('n_clean')} / {r.get('n_adv')} |" for r in detectors]
     path = ctx.out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path

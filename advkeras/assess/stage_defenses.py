@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import logging
 import time
+from advkeras.adaptive import calibrated_target, counted, defense_battery, differentiable_from
+from advkeras.assess.adaptive import detector_attack_row
+from advkeras.assess.adaptive import settings as adaptive_settings
 from advkeras.assess.config import section
 from advkeras.assess.context import RunContext
 from advkeras.attacks import generate, iterative_params
@@ -22,7 +25,7 @@ from advkeras.data.sampling import composition, stratified_subset
 from advkeras.defenses.build import build_defenses
 from advkeras.detectors.encoder_disagreement import EncoderDisagreementDetector
 from advkeras.evaluation.defense_figures import plot_new_adversarial_rates, plot_new_adversarials, plot_recovery
-from advkeras.evaluation.detection import binary_detection_metrics, detection_metrics, detector_row, proportion_interval
+from advkeras.evaluation.detection import binary_detection_metrics, detection_metrics, detector_row
 from advkeras.evaluation.risk import attack_label
 from advkeras.evaluation.robustness import initial_adversarials, mean_std, new_adversarials, recovery_rates
 from advkeras.evaluation.sanity import degeneracy, sanity_checks, success_counts
@@ -59,6 +62,10 @@ def stage_defenses(ctx: RunContext) -> None:
             for n, m in every.items()}
     runs = {n: _attack_runs(m, ev, fixed[n], fgsm[n], {} if n == "original" else
                             {"original": fixed["original"], **adv}) for n, m in every.items()}
+    adaptive = adaptive_settings(ctx.config)
+    if adaptive["enabled"]:
+        for n, m in every.items():
+            runs[n].update(_battery(m, ev, n, fixed, models, adaptive, cfg, ctx.seed))
     transfer = {n: runs[n][_transfer_label(fixed["original"], "original")]["success"] for n in models}
     sanity = {n: sanity_checks(m, ev.x, ev.y, whitebox=fixed[n], steps=int(cfg["attack_steps"]), seed=ctx.seed,
                                single_step=fgsm[n], transfer_adv=None if n == "original" else fixed["original"].clipped)
@@ -87,6 +94,17 @@ def stage_defenses(ctx: RunContext) -> None:
     log.info("defenses: recovered %s", {n: round(recovered[n]["all"]["recovered"], 3) for n in models})
 
 
+def _battery(model, ev, name: str, fixed: dict, defenses: dict, adaptive: dict, cfg: dict, seed: int) -> dict:
+    """The adaptive battery against one model; a defense also gets the other defenses' white-box adversarials."""
+    others = {} if name == "original" or not adaptive["transfer_between_defenses"] else \
+        {f"{o} (its white-box run)": fixed[o].clipped for o in defenses if o != name}
+    runs = defense_battery(model, ev.x, ev.y, cfg["eps"], steps=int(cfg["attack_steps"]),
+                           restarts=int(adaptive["restarts"]), bpda=bool(adaptive["bpda"]),
+                           eot_samples=int(adaptive["eot_samples"]),
+                           square_iterations=int(adaptive["square_iterations"]), transferred=others, seed=seed)
+    return {label: {**run, "adaptive": True} for label, run in runs.items()}
+
+
 def _quality(ctx: RunContext, model) -> dict:
     """Classification metrics on every held-out patient (verdicts) and on the validation patients (the
     fidelity target a defense is built to keep)."""
@@ -101,9 +119,10 @@ def _attack_runs(model, ev, whitebox, fgsm, transferred: dict) -> dict[str, dict
     out = {}
     for label, res in ((f"{attack_label(whitebox.summary())} white-box", whitebox),
                        (f"{attack_label(fgsm.summary())} white-box", fgsm)):
-        out[label] = _counted(int(res.fooled.sum()), int(res.correct.sum()))
+        out[label] = counted(int(res.fooled.sum()), int(res.correct.sum()), "white-box", adaptive=False)
     for source, res in transferred.items():
-        out[_transfer_label(res, source)] = _counted(*success_counts(model, ev.x, ev.y, res.clipped))
+        out[_transfer_label(res, source)] = counted(*success_counts(model, ev.x, ev.y, res.clipped), "transfer",
+                                                    adaptive=False)
     return out
 
 
@@ -111,10 +130,6 @@ def _transfer_label(res, source: str) -> str:
     """How `_attack_runs` names adversarials made on the original: its white-box run, or an initial attack."""
     return f"{attack_label(res.summary())} transferred from the original" + \
         (" (white-box run)" if source == "original" else "")
-
-
-def _counted(k: int, n: int) -> dict:
-    return {"success": k / n if n else float("nan"), "k": k, "n": n, "ci": list(proportion_interval(k, n))}
 
 
 def _summary_row(name: str, cfg: dict, ev, quality: dict, recovered: dict, new: dict, transfer: float,
@@ -125,8 +140,9 @@ def _summary_row(name: str, cfg: dict, ev, quality: dict, recovered: dict, new: 
     val_drop = (ref["val"]["balanced_accuracy"] - q["val"]["balanced_accuracy"]
                 if q["val"] and ref["val"] and q["val"]["balanced_accuracy"] is not None else None)
     whitebox = new["success_rate_on_correct"]
-    worst_label = max(runs, key=lambda k: -1.0 if runs[k]["success"] != runs[k]["success"] else runs[k]["success"])
+    worst_label = _worst(runs)
     worst = runs[worst_label]
+    plain = _worst({k: r for k, r in runs.items() if not r.get("adaptive")})
     return {"defense": name, "eps": cfg["eps"], "n_eval": int(len(ev)), "n_eval_per_class": composition(ev)["per_class"],
             "clean_accuracy": q["test"]["accuracy"], "clean_accuracy_drop": ref["test"]["accuracy"] - q["test"]["accuracy"],
             "balanced_accuracy": q["test"]["balanced_accuracy"],
@@ -138,9 +154,18 @@ def _summary_row(name: str, cfg: dict, ev, quality: dict, recovered: dict, new: 
             "recovered": recovered["all"]["recovered"], "recovered_balanced": recovered["all"]["balanced"],
             "recovered_n": recovered["all"]["n"], "new_success": whitebox, "transfer_success": transfer,
             "worst_case_success": worst["success"], "worst_case_attack": worst_label, "worst_case_n": worst["n"],
-            "worst_case_ci": worst["ci"], "median_min_eps": new["median_min_linf"],
+            "worst_case_ci": worst["ci"], "worst_case_kind": worst.get("kind"),
+            "worst_case_adaptive": bool(worst.get("adaptive")), "adaptive": any(r.get("adaptive") for r in runs.values()),
+            "attacks_run": len(runs), "non_adaptive_worst_case_success": runs[plain]["success"] if plain else None,
+            "median_min_eps": new["median_min_linf"],
             "sanity_checks": sanity, "gradient_masking_suspected": None if sanity is None
             else sanity["gradient_masking_suspected"]}
+
+
+def _worst(runs: dict) -> str | None:
+    """Label of the run with the highest success (NaN never wins)."""
+    return max(runs, key=lambda k: -1.0 if runs[k]["success"] != runs[k]["success"] else runs[k]["success"],
+               default=None)
 
 
 def _figures(ctx: RunContext, table: dict, fixed: dict, rows: dict, class_names) -> None:
@@ -169,6 +194,7 @@ def _encoder_disagreement(ctx: RunContext, encoder_model, ev, adv: dict) -> dict
     calib = det.decision_function(calib_set.x)
     clean_flags, clean_scores = det.predict(ev.x).astype(bool), det.decision_function(ev.x)
     out = {"clean_flag_rate_val": det.clean_flag_rate_, "attacks": {}}
+    rows = []
     for name, res in adv.items():
         x_adv = res.clipped[res.fooled]
         if len(x_adv) < 2:
@@ -176,7 +202,10 @@ def _encoder_disagreement(ctx: RunContext, encoder_model, ev, adv: dict) -> dict
         binary = binary_detection_metrics(clean_flags, det.predict(x_adv).astype(bool))
         graded = detection_metrics(clean_scores, det.decision_function(x_adv), calibration_scores=calib)
         out["attacks"][name] = {"binary": binary, "graded": graded}
-        ctx.metrics.setdefault("detector_summary", []).append(
-            detector_row("encoder disagreement", f"{name} (native, defense set)@{res.eps}", graded, eps=res.eps,
-                         disagreement_tpr=binary["tpr"], disagreement_fpr=binary["fpr"]))
+        rows.append(detector_row("encoder disagreement", f"{name} (native, defense set)@{res.eps}", graded,
+                                 eps=res.eps, disagreement_tpr=binary["tpr"], disagreement_fpr=binary["fpr"]))
+    diff = differentiable_from(det.differentiable_score, calib_set.x, exact=True, what="its own score")
+    target = calibrated_target("encoder disagreement", det.decision_function, calib, differentiable=diff)
+    out["adaptive"] = detector_attack_row(ctx, rows, target, settings(ctx.config)["eps"], clean_scores, calib)
+    ctx.metrics.setdefault("detector_summary", []).extend(rows)
     return out

@@ -6,12 +6,15 @@ import time
 
 import numpy as np
 
+from advkeras.adaptive import calibrated_target
+from advkeras.assess.adaptive import detector_attack_row
 from advkeras.assess.config import section
 from advkeras.assess.context import RunContext
 from advkeras.detectors.feature_response import FeatureResponseDetector
 from advkeras.detectors.feature_response_plot import plot_feature_responses
 from advkeras.data.sampling import stratified_subset
 from advkeras.evaluation.detection import detection_metrics, detector_row
+from advkeras.evaluation.risk import verdict_eps
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +50,12 @@ def stage_feature_response(ctx: RunContext) -> None:
                            f"(AUC {m['auc']:.3f})")
         log.info("feature response on %s: AUC %.3f, detection at 5%% FPR %.3f", key, m["auc"],
                  m["at_fpr"]["0.05"]["tpr"])
+    eps = verdict_eps(r.eps for r in ctx.adversarials.values() if r.norm == "linf")
+    adaptive = None if eps is None else detector_attack_row(
+        ctx, rows, calibrated_target("feature response", det.score_samples, det.calibration_scores_), eps,
+        clean_scores, det.calibration_scores_)
     ctx.metrics["feature_response"] = {
         "settings": {k: cfg[k] for k in ("window", "stride", "method", "direction")},
         "n_calibration": det.n_calibration_, "thresholds": {f"{k:g}": v for k, v in det.thresholds_.items()},
-        "attacks": results, "seconds": time.perf_counter() - start}
+        "attacks": results, "adaptive": adaptive, "seconds": time.perf_counter() - start}
     ctx.metrics.setdefault("detector_summary", []).extend(rows)

@@ -11,6 +11,9 @@ import time
 
 import numpy as np
 
+from advkeras.adaptive import calibrated_target
+from advkeras.adaptive.surrogates import forest_surrogate
+from advkeras.assess.adaptive import detector_attack_row
 from advkeras.assess.config import section
 from advkeras.assess.context import RunContext
 from advkeras.detectors.relevant_neurons import NeuronDescriptors, RelevantNeuronDetector, RelevantNeuronSets
@@ -19,6 +22,7 @@ from advkeras.detectors.relevant_neurons.views import plot_centroid_kde, plot_re
 from advkeras.errors import DataError
 from advkeras.data.sampling import stratified_subset
 from advkeras.evaluation.detection import binary_detection_metrics, detection_metrics, detector_row
+from advkeras.evaluation.risk import verdict_eps
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +36,7 @@ def stage_relevant_neurons(ctx: RunContext) -> None:
     nd = NeuronDescriptors(ctx.model, append_prediction=True).fit()
     fit_part = stratified_subset(ctx.val, int(cfg["max_fit"]), seed=ctx.seed)
     n_classes = int(ctx.model.output_shape[-1])
-    results, rows = {}, []
+    results, rows, fitted = {}, [], {}
     for key, res in ctx.adversarials.items():
         ok = res.correct
         adv = res.clipped[res.fooled]
@@ -54,6 +58,7 @@ def stage_relevant_neurons(ctx: RunContext) -> None:
         tc, ta = nd.transform(res.x[ok]), nd.transform(adv)
         m = detection_metrics(det.decision_function(tc), det.decision_function(ta),
                               calibration_scores=det.oob_clean_scores_)
+        fitted[key] = (res, det, np.r_[fc, fa], np.r_[np.zeros(len(fc)), np.ones(len(fa))], m)
         vote = binary_detection_metrics(det.predict(tc).astype(bool), det.predict(ta).astype(bool))
         summary = sets.summary()
         results[key] = {"n_fit": [len(fc), len(fa)], "forest_vote": vote, "n_features": int(len(det.columns_)),
@@ -79,6 +84,22 @@ def stage_relevant_neurons(ctx: RunContext) -> None:
                                f"relevant neuron and of the relevant set of each image's class, clean vs {key}")
         log.info("relevant neurons on %s: AUC %.3f, detection at 5%% FPR %.3f", key, m["auc"],
                  m["at_fpr"]["0.05"]["tpr"])
+    adaptive = _adaptive(ctx, nd, fitted, rows, f"relevant neurons (mu={cfg['mu']:g}, {cfg['neuron_set']})")
     ctx.metrics["relevant_neurons"] = {"settings": cfg, "layers": nd.layers_, "n_neurons": nd.n_neurons_,
-                                       "attacks": results, "seconds": time.perf_counter() - start}
+                                       "attacks": results, "adaptive": adaptive, "seconds": time.perf_counter() - start}
     ctx.metrics.setdefault("detector_summary", []).extend(rows)
+
+
+def _adaptive(ctx: RunContext, nd: NeuronDescriptors, fitted: dict, rows: list[dict], name: str) -> dict | None:
+    """Attack, at the verdict's eps, the forest fitted on that eps's strongest attack: through a logistic-regression
+    surrogate of it (gradient) and by a search scored by the forest itself; the forest judges both."""
+    eps = verdict_eps(res.eps for res, *_ in fitted.values())
+    keys = [k for k, (res, *_) in fitted.items() if res.eps == eps]
+    if not keys:
+        return None
+    key = max(keys, key=lambda k: fitted[k][0].success_rate_on_correct)
+    res, det, X, y, _ = fitted[key]
+    target = calibrated_target(name, lambda x: det.decision_function(nd.transform(x)), det.oob_clean_scores_,
+                               differentiable=forest_surrogate(nd, det, X, y))
+    clean = det.decision_function(nd.transform(res.x[res.correct]))
+    return detector_attack_row(ctx, rows, target, eps, clean, det.oob_clean_scores_, fitted_on=key)

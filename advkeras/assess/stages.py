@@ -15,7 +15,7 @@ from advkeras.assess.stage_relevant_neurons import stage_relevant_neurons
 from advkeras.attacks import generate
 from advkeras.attacks.plot import plot_adversarial_grid
 from advkeras.data.sampling import composition
-from advkeras.evaluation.risk import SMALL_EPS, eps_label
+from advkeras.evaluation.risk import eps_label, verdict_eps
 from advkeras.evaluation.sanity import sanity_checks
 from advkeras.data import load_dataset
 from advkeras.models import evaluate_classifier, load_model, save_model, split_dataset, train_classifier
@@ -81,8 +81,7 @@ def _original_sanity(ctx: RunContext, ev, steps: int) -> dict:
     smallest run): against the strongest iterative Linf attack the run made there (native PGD when it made
     none) and FGSM at that eps."""
     linf = [r for r in ctx.adversarials.values() if r.norm == "linf" and r.eps is not None]
-    small = [r.eps for r in linf if r.eps <= SMALL_EPS]
-    eps = max(small) if small else min((r.eps for r in linf), default=4 / 255)
+    eps = verdict_eps(r.eps for r in linf) or 4 / 255
     iterative = [r for r in linf if r.eps == eps and r.params.get("steps", 1) > 1]
     if iterative:
         whitebox = max(iterative, key=lambda r: r.success_rate_on_correct)

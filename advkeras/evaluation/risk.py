@@ -22,9 +22,13 @@ RULES = [
     "else low. Low needs the model's sanity checks run and passed, else medium.",
     "Evasion after the best defense: degenerate defenses are never chosen. Among the others (those that keep the "
     "original's balanced accuracy within 0.05 on validation patients first), the one with the lowest worst-case "
-    "success (the highest of every white-box and transferred attack run at the defense eps) is best; high if "
+    "success is best: the highest success of every attack run at the defense eps, adaptive ones included (white-box "
+    "PGD with cross-entropy, and with margin loss and restarts; FGSM; BPDA through its autoencoders; EOT when it "
+    "answers at random; Square, which needs no gradient; transfer from the original and the other defenses); high if "
     f"that success >= {HIGH:.0%}, medium if >= {MEDIUM:.0%}, else low; low needs its sanity checks run and passed.",
-    "Adversarial inputs going unnoticed: each detector is judged on the attack at <= 4/255 it detects least; "
+    "Adversarial inputs going unnoticed: each detector is judged on the attack at <= 4/255 it detects least, the "
+    "adaptive attack included when one was run (it knows the detector and its threshold and must fool the classifier "
+    "under it); "
     "then the detector with the highest such detection rate d at the 5 % FPR threshold, among those whose "
     "threshold kept its promise (false-positive rate reached on test not above 5 % "
     "beyond its 95 % interval, and enough calibration images for 5 %) if any does; low if d >= "
@@ -43,6 +47,13 @@ def eps_label(eps: float | None) -> str:
         return "unbounded"
     levels = eps * 255
     return f"{levels:.0f}/255" if abs(levels - round(levels)) < 0.05 else f"{levels:.1f}/255"
+
+
+def verdict_eps(budgets) -> float | None:
+    """The budget verdicts are graded at: the largest run at <= 4/255, else the smallest run (None: none run)."""
+    budgets = [float(b) for b in budgets if b is not None]
+    small = [b for b in budgets if b <= SMALL_EPS]
+    return max(small) if small else min(budgets, default=None)
 
 
 def _level(value: float, high: float, medium: float) -> str:
@@ -173,9 +184,12 @@ def defense_risk(defenses: list[dict]) -> list[dict]:
     known = "" if recovered is None or recovered != recovered else \
         f" Known adversarials no longer adversarial: {recovered:.0%} (balanced over classes " \
         f"{best.get('recovered_balanced', float('nan')):.0%}, n={best.get('recovered_n')}; not adaptive)."
+    adaptive = " (adaptive battery run)" if best.get("adaptive") else \
+        " (non-adaptive attacks only: the adaptive battery was not run, so this is a lower bound)"
     return [{"threat": "evasion after the best defense", "level": level, "defense": best["defense"],
-             "eps": best.get("eps"), "n": best.get("worst_case_n"), "value": rate,
-             "reason": f"{best['defense']}: the strongest attack run ({best.get('worst_case_attack')}) flips {rate:.0%} "
+             "eps": best.get("eps"), "n": best.get("worst_case_n"), "value": rate, "adaptive": bool(best.get("adaptive")),
+             "reason": f"{best['defense']}: the strongest of {best.get('attacks_run', 'the')} attack runs{adaptive}, "
+                       f"{best.get('worst_case_attack')}, flips {rate:.0%} "
                        f"of the {best.get('worst_case_n')} held-out images it classifies correctly at eps "
                        f"{eps_label(best.get('eps'))}{interval}.{versus}{cost}{fidelity}{known}{note}{excluded}"}]
 
@@ -220,6 +234,7 @@ def detection_risk(detectors: list[dict]) -> list[dict]:
     if not rows:
         return []
     best = max(_detector_worst_rows(rows), key=lambda d: (not _threshold_caveats(d), d["tpr_at_5"]))
+    adaptive_run = [d for d in rows if d.get("adaptive") and d["detector"] == best["detector"]]
     tpr = best["tpr_at_5"]
     level = "low" if tpr >= DETECT_LOW else "medium" if tpr >= DETECT_MEDIUM else "high"
     reached = best.get("fpr_reached", best.get("fpr_at_5"))
@@ -234,13 +249,26 @@ def detection_risk(detectors: list[dict]) -> list[dict]:
         " (95 % interval {:.0%}-{:.0%})".format(*proportion_interval(int(round(tpr * n_adv)), int(n_adv)))
     interval = "" if ci[0] is None else f" (95 % interval {ci[0]:.1%}-{ci[1]:.1%}, n={best.get('n_clean')} clean)"
     return [{"threat": "adversarial inputs going unnoticed", "level": level, "detector": best["detector"],
-             "attack": best["attack"], "value": tpr, "fpr_reached": reached,
+             "attack": best["attack"], "value": tpr, "fpr_reached": reached, "adaptive": bool(best.get("adaptive")),
              "reason": f"best detector: {best['detector']}; against the attack it misses most at <= 4/255 "
                        f"({best['attack']}) it flags {tpr:.0%}{detected} of {n_adv} adversarials with a threshold set "
                        f"for 5 % false positives on calibration images; on test it reached "
                        + ("an unmeasured rate of false positives" if reached is None else f"{reached:.1%} false positives")
-                       + f"{interval}. Not adaptive: the attacks ignore the detector."
+                       + f"{interval}. " + _adaptive_note(best, adaptive_run)
                        + (f" Caveat: {'; '.join(notes)}." if notes else "")}]
+
+
+def _adaptive_note(best: dict, adaptive_rows: list[dict]) -> str:
+    """What the detection verdict says about the attacker knowing the detector."""
+    if not adaptive_rows:
+        return "Not adaptive: no attack that knows this detector was run, so detection is an upper bound."
+    a = adaptive_rows[0]
+    evaded = "" if a.get("evasion_success") is None else \
+        (f" The adaptive attack got a wrong answer past it for {a['evasion_success']:.0%} of the {a.get('n_attacked')} "
+         "correctly classified images it attacked (95 % interval {:.0%}-{:.0%}).".format(*a["evasion_ci"]))
+    which = "Adaptive: this is the attack that knows the detector." if best.get("adaptive") else \
+        "The adaptive attack was detected more often than this one."
+    return which + evaded
 
 
 def process_risk(ps: dict[str, Any] | None) -> list[dict]:

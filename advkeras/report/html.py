@@ -121,7 +121,8 @@ def _defenses_body(m: dict) -> str:
     if not rows:
         return ""
     body = table(["defense", "balanced accuracy", "accuracy", "degenerate", "keeps val. balanced accuracy (0.05)",
-                  "worst-case attack success", "95 % interval", "worst-case attack", "white-box success",
+                  "worst-case attack success (adaptive included)", "95 % interval", "worst-case attack",
+                  "worst case without the adaptive attacks", "attacks run", "white-box success",
                   "transfer success",
                   "known adversarials no longer adversarial", "same, balanced over classes", "median minimal eps",
                   "sanity checks"],
@@ -129,26 +130,53 @@ def _defenses_body(m: dict) -> str:
                    "YES: " + "; ".join(r["degenerate_reasons"]) if r.get("degenerate") else "no",
                    {True: "yes", False: "NO", None: None}[r.get("keeps_val_balanced_accuracy")],
                    r.get("worst_case_success"), _interval(r.get("worst_case_ci")), r.get("worst_case_attack"),
-                   r.get("new_success"),
+                   r.get("non_adaptive_worst_case_success"), r.get("attacks_run"), r.get("new_success"),
                    r.get("transfer_success"), r.get("recovered"), r.get("recovered_balanced"),
                    r.get("median_min_eps"), _sanity_text(r.get("sanity_checks"))] for r in rows])
     first = rows[0]
     per_class = _shares(first.get("n_eval_per_class")).replace(".000", "")
     return body + (f'<p class="meta">Attacks at eps {eps_label(first.get("eps"))} on {first.get("n_eval")} held-out '
                    f"images ({per_class}); accuracies on all {first.get('n_test')} held-out images (original's balanced "
-                   f"accuracy {_fmt(first.get('original_balanced_accuracy'))}). Not adaptive: no BPDA or EOT yet.</p>")
+                   f"accuracy {_fmt(first.get('original_balanced_accuracy'))}). "
+                   + (ADAPTIVE_DEFENSES if any(r.get("adaptive") for r in rows) else
+                      "Not adaptive: the adaptive battery was switched off, so these are lower bounds.") + "</p>")
+
+
+ADAPTIVE_DEFENSES = (
+    "Adaptive battery: PGD on the margin loss from several random starts; BPDA (the autoencoders replaced by the "
+    "identity on the backward pass, so a gradient they hide or distort cannot protect them); EOT when the model "
+    "answers at random; Square, a score-based attack that uses no gradient at all; and each other defense's "
+    "white-box adversarials (transfer).")
+ADAPTIVE_DETECTORS = (
+    "Rows marked adaptive: an attacker who knows the detector and its threshold, who must fool the classifier and "
+    "stay under the threshold. Detector-aware PGD follows the detector's own differentiable score (encoder "
+    "disagreement) or a logistic-regression surrogate of it (relevant-neuron forest) for several weights of the "
+    "detector term; the joint Square search queries the real detector. The real detector judges every candidate; "
+    "per image the attacker keeps one that gets through.")
 
 
 def _detectors_body(m: dict) -> str:
     rows = m.get("detector_summary", [])
     if not rows:
         return ""
-    return table(["detector", "attack", "AUC", "detection at 1 % FPR", "detection at 5 % FPR",
+    body = table(["detector", "attack", "adaptive", "AUC", "detection at 1 % FPR", "detection at 5 % FPR",
+                  "adaptive detection at 5 % FPR (same eps)", "fooled unnoticed (adaptive)",
                   "FPR reached on test (5 % target)", "95 % interval", "calibration images (enough for 5 %?)",
                   "clean / adversarial test images"],
-                 [[r["detector"], r["attack"], r["auc"], r["tpr_at_1"], r["tpr_at_5"], r.get("fpr_reached"), _interval(r.get("fpr_reached_ci")),
+                 [[r["detector"], r["attack"], "yes" if r.get("adaptive") else "no", r.get("auc"), r.get("tpr_at_1"),
+                   r.get("tpr_at_5"), r.get("tpr_at_5") if r.get("adaptive") else r.get("adaptive_tpr_at_5"),
+                   _evaded(r), r.get("fpr_reached"), _interval(r.get("fpr_reached_ci")),
                    f"{r.get('n_calibration')} ({'yes' if r.get('calibration_enough') else 'no'})",
                    f"{r.get('n_clean')} / {r.get('n_adv')}"] for r in rows])
+    return body + f'<p class="meta">{ADAPTIVE_DETECTORS}</p>'
+
+
+def _evaded(row: dict) -> str | None:
+    """Share of attacked images the adaptive attack got past the detector with a wrong answer, with its interval."""
+    if not row.get("adaptive") or row.get("evasion_success") is None:
+        return None
+    lo, hi = row["evasion_ci"]
+    return f"{row['evasion_success']:.3f} of {row['n_attacked']} ({lo:.3f}-{hi:.3f})"
 
 
 def _interval(ci: list | None) -> str | None:

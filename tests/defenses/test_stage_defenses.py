@@ -10,7 +10,9 @@ def test_stage_builds_evaluates_and_saves_the_configured_defenses(mnist_model, m
     cfg = {"max_eval": 30, "defenses": {
         "names": ["middle-ae", "encoder"], "eps": 0.1, "attack_steps": 2, "eps_grid": [0.05, 0.1, 0.2],
         "params": {"adversarial-training": {"epochs": 1}, "middle-ae": {"epochs": 3}, "encoder": {"epochs": 3},
-                   "initial-ae": {"epochs": 1}}}}
+                   "initial-ae": {"epochs": 1}}},
+           "adaptive": {"square_iterations": 20, "lambdas": [1.0], "detector_steps": 5, "search_iterations": 10,
+                        "max_images": 20}}
     assert settings(cfg)["params"]["adversarial-training"] == {"attacks": ["fgsm"], "epochs": 1}
     ctx = RunContext(cfg, tmp_path, 0, train.subset(np.arange(300)), val.subset(np.arange(100)), test, mnist_model)
     stage_defenses(ctx)
@@ -26,11 +28,21 @@ def test_stage_builds_evaluates_and_saves_the_configured_defenses(mnist_model, m
         runs = m["attack_runs"][r["defense"]]
         assert r["worst_case_success"] == max(v["success"] for v in runs.values()) >= max(r["new_success"],
                                                                                          r["transfer_success"])
-        assert len(runs) == 2 + 1 + 3 and r["worst_case_ci"][0] <= r["worst_case_success"] <= r["worst_case_ci"][1]
+        # non-adaptive: PGD and FGSM white-box, the original's PGD and 3 initial attacks transferred; adaptive:
+        # PGD margin + restarts, Square, the other defense's white-box run, BPDA where there is an autoencoder
+        assert sum(not v["adaptive"] for v in runs.values()) == 2 + 1 + 3
+        kinds = sorted(v["kind"] for v in runs.values() if v["adaptive"])
+        assert kinds == sorted(["white-box", "score-based", "transfer"] + (["bpda"] if r["defense"] == "middle-ae" else []))
+        assert r["adaptive"] and r["worst_case_success"] >= r["non_adaptive_worst_case_success"]
+        assert r["worst_case_ci"][0] <= r["worst_case_success"] <= r["worst_case_ci"][1]
         assert set(r["sanity_checks"]["checks"]) == {"large_budget", "iterative_vs_single_step", "whitebox_vs_transfer"}
         assert sum(r["n_eval_per_class"].values()) == r["n_eval"] == 30
     assert m["eval_set"]["n"] == 30 and len(m["eval_set"]["per_class"]) == 10
-    assert any(r["detector"] == "encoder disagreement" for r in ctx.metrics.get("detector_summary", []))
+    enc = [r for r in ctx.metrics["detector_summary"] if r["detector"] == "encoder disagreement"]
+    adaptive = [r for r in enc if r.get("adaptive")]
+    assert len(adaptive) == 1 and 0 <= adaptive[0]["evasion_success"] <= 1 and adaptive[0]["n_attacked"] > 0
+    assert all(r["adaptive_eps"] == 0.1 and r["adaptive_tpr_at_5"] == adaptive[0]["tpr_at_5"] for r in enc
+               if not r.get("adaptive"))
     assert {f.split("/")[0] for f in ctx.figures} == {"defenses"}
     assert all((tmp_path / f["path"]).is_file() for f in ctx.figures.values())
     again = load_model(tmp_path / "defenses" / "encoder.keras")
