@@ -20,8 +20,9 @@ KNOWN_PARTS = ("cnn", "dnn")  # the classifier itself: never bypassed
 
 
 @tf.custom_gradient
-def _straight_through(x: tf.Tensor, value: tf.Tensor):
-    """`value` forward (bit for bit), the incoming gradient passed to `x` unchanged backward."""
+def straight_through(x: tf.Tensor, value: tf.Tensor):
+    """`value` forward (bit for bit), the incoming gradient passed to `x` unchanged backward: BPDA for any
+    value computed from `x` with the same shape, e.g. by a non-differentiable numpy function."""
     def grad(dy):
         return dy, tf.zeros_like(value)
     return tf.identity(value), grad
@@ -34,8 +35,9 @@ class StraightThrough(tf.keras.layers.Layer):
         super().__init__(name=f"bpda_{inner.name}", **kwargs)
         self.inner = inner
 
+    @tf.autograph.experimental.do_not_convert  # no Python control flow to convert
     def call(self, x, training=None):
-        return _straight_through(x, tf.stop_gradient(self.inner(x, training=False)))
+        return straight_through(x, tf.stop_gradient(self.inner(x, training=False)))
 
 
 def purifier_parts(model: tf.keras.Model) -> list[str]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from advkeras.adaptive import adaptive_row, attach_adaptive, attack_detector, calibrated_target, differentiable_from
 from advkeras.attacks import generate
@@ -71,3 +72,18 @@ def test_clear_errors(mnist_model, digits, calibration):
         attack_detector(mnist_model, target, x, y, EPS, search_iterations=0)
     with pytest.raises(InputError, match="must be a DetectorTarget"):
         attack_detector(mnist_model, fs, x, y, EPS)
+
+
+def test_peer_detectors_have_differentiable_scores_equal_to_their_own(mnist_model, mnist_splits, digits, calibration):
+    from advkeras.detectors import MahalanobisDetector
+
+    x, _ = digits
+    train = mnist_splits[0]
+    adv = generate(mnist_model, x[:40], digits[1][:40], "fgsm", eps=EPS, backend="native", progress=False).clipped
+    maha = MahalanobisDetector(mnist_model).fit(calibration[:100], np.argmax(mnist_model(calibration[:100]), 1), adv,
+                                                X_stats=train.x[:500], y_stats=train.y[:500])
+    fs = FeatureSqueezing(mnist_model).fit(calibration)
+    for det in (maha, fs):
+        own = det.decision_function(x[:16])
+        np.testing.assert_allclose(det.differentiable_score(tf.constant(x[:16])).numpy(), own,
+                                   rtol=1e-3, atol=1e-3 * (1 + np.abs(own).max()))

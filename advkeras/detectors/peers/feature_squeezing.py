@@ -45,19 +45,33 @@ class FeatureSqueezing(BaseEstimator):
         self.fpr = fpr
         self.batch_size = batch_size
 
-    def _bits(self, x: np.ndarray) -> int:
-        return self.bits or (1 if x.shape[-1] == 1 else 5)
+    def _squeezers(self, channels: int) -> list:
+        out = [lambda a: reduce_bit_depth(a, self.bits or (1 if channels == 1 else 5))]
+        if self.median_size and self.median_size > 1:
+            out.append(lambda a: median_smooth(a, self.median_size))
+        return out
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         check_logits(self.model)
         x = check_images(X, self.model, name="images")
         p = _softmax(predict_logits(self.model, x, self.batch_size))
-        squeezed = [reduce_bit_depth(x, self._bits(x))]
-        if self.median_size and self.median_size > 1:
-            squeezed.append(median_smooth(x, self.median_size))
-        gaps = [np.abs(p - _softmax(predict_logits(self.model, s.astype(np.float32), self.batch_size))).sum(1)
-                for s in squeezed]
+        gaps = [np.abs(p - _softmax(predict_logits(self.model, sq(x).astype(np.float32), self.batch_size))).sum(1)
+                for sq in self._squeezers(x.shape[-1])]
         return np.max(gaps, axis=0)
+
+    def differentiable_score(self, x: tf.Tensor) -> tf.Tensor:
+        """`decision_function` in TF with BPDA through the squeezers (exact forward; on the backward pass each
+        squeezer is the identity, as neither rounding nor a median has a useful gradient): what an adaptive
+        attacker descends (advkeras.adaptive)."""
+        from advkeras.adaptive.bpda import straight_through  # the adaptive package imports the detectors
+
+        p = tf.nn.softmax(self.model(x, training=False))
+        gaps = []
+        for squeeze in self._squeezers(int(x.shape[-1])):
+            sq = tf.numpy_function(lambda a, f=squeeze: f(a).astype(np.float32), [x], tf.float32)
+            sq = straight_through(x, tf.ensure_shape(sq, x.shape))
+            gaps.append(tf.reduce_sum(tf.abs(p - tf.nn.softmax(self.model(sq, training=False))), axis=1))
+        return tf.reduce_max(tf.stack(gaps), axis=0)
 
     def fit(self, X_clean: np.ndarray, y: np.ndarray | None = None) -> "FeatureSqueezing":
         """Calibrate the threshold on clean images (no adversarials needed)."""

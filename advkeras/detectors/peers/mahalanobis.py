@@ -98,6 +98,21 @@ class MahalanobisDetector(BaseEstimator):
             raise InputError("call fit(clean_images, labels) first.")
         return self._combine(self._layer_scores(X))
 
+    def differentiable_score(self, x: tf.Tensor) -> tf.Tensor:
+        """`decision_function` in TF ops (float32), differentiable: what an adaptive attacker descends."""
+        if not hasattr(self, "means_"):
+            raise InputError("call fit(clean_images, labels) first.")
+        acts = self._extractor(x, training=False)
+        cols = []
+        for a, means, prec in zip(acts if isinstance(acts, (list, tuple)) else [acts], self.means_, self.precisions_):
+            f = tf.reduce_mean(a, axis=[1, 2]) if len(a.shape) == 4 else tf.reshape(a, [tf.shape(a)[0], -1])
+            d = f[:, None, :] - tf.constant(means, tf.float32)[None]
+            cols.append(tf.reduce_min(tf.einsum("ncd,de,nce->nc", d, tf.constant(prec, tf.float32), d), axis=1))
+        s = tf.stack(cols, axis=1)
+        if self.combiner_ is None:
+            return s[:, -1]
+        return tf.linalg.matvec(s, tf.constant(self.combiner_.coef_[0], tf.float32)) + float(self.combiner_.intercept_[0])
+
     def predict(self, X: np.ndarray) -> np.ndarray:
         return (self.decision_function(X) > self.threshold_).astype(np.int64)
 
