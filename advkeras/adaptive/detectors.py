@@ -23,6 +23,7 @@ from typing import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
+from advkeras.attacks import generate
 from advkeras.attacks.base import predict_labels
 from advkeras.attacks.native import per_example_loss
 from advkeras.errors import InputError
@@ -187,8 +188,9 @@ class AdaptiveDetectorResult:
 def attack_detector(model: tf.keras.Model, target: DetectorTarget, x: np.ndarray, y: np.ndarray, eps: float, *,
                     lambdas: Sequence[float] = (0.01, 0.1, 1.0, 10.0), steps: int = 20, search_iterations: int = 100,
                     seed: int = 0) -> AdaptiveDetectorResult:
-    """Every strategy the target allows (detector-aware PGD per lambda when it has a differentiable view, the
-    joint Square search when `search_iterations` > 0), best candidate kept per image; see the module doc."""
+    """Every strategy the target allows, best candidate kept per image (see the module doc): PGD that ignores the
+    detector (so the adaptive attacker never does worse than a non-adaptive one), detector-aware PGD per lambda
+    when the target has a differentiable view, the joint Square search when `search_iterations` > 0."""
     if not isinstance(target, DetectorTarget):
         raise InputError(f"target must be a DetectorTarget (a detector's score and threshold), got "
                          f"{type(target).__name__}; build one with advkeras.adaptive.calibrated_target.")
@@ -200,6 +202,10 @@ def attack_detector(model: tf.keras.Model, target: DetectorTarget, x: np.ndarray
     ok = predict_labels(model, x) == y
     xs, ys = x[ok], y[ok].astype(np.int64)
     candidates: list[tuple[str, np.ndarray]] = []
+    if len(xs):  # what an attacker who ignores the detector sends: kept for the images it already gets through
+        plain = generate(model, xs, ys, "pgd", eps=eps, backend="native", steps=steps, loss="margin", seed=seed,
+                         progress=False)
+        candidates.append((f"PGD ignoring the detector ({steps} steps, margin loss)", plain.clipped))
     if len(xs) and target.differentiable is not None:
         d = target.differentiable
         for lam in lambdas:

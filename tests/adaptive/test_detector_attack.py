@@ -57,11 +57,11 @@ def test_score_based_search_needs_no_gradient(mnist_model, digits, calibration):
     target = calibrated_target("feature squeezing", fs.decision_function, fs.decision_function(calibration))
     res = attack_detector(mnist_model, target, x, y, EPS, search_iterations=150)
     row = adaptive_row(res, "feature squeezing", fs.decision_function(x), fs.decision_function(calibration))
-    assert list(res.strategies) == [next(iter(res.strategies))] and "Square" in row["attack"]
+    assert [k.split(" (")[0] for k in res.strategies] == ["PGD ignoring the detector", "joint Square search"]
     # PGD that ignores the squeezers is all caught; the search, scored by the real squeezers, slips some past
     assert plain["at_fpr"]["0.05"]["tpr"] > 0.9
     assert row["evasion_success"] >= 0.1 and row["evasion_k"] >= 5
-    assert row["tpr_at_5"] < 0.5 * plain["at_fpr"]["0.05"]["tpr"], (row["tpr_at_5"], plain["at_fpr"]["0.05"])
+    assert row["tpr_at_5"] < plain["at_fpr"]["0.05"]["tpr"] - 0.1, (row["tpr_at_5"], plain["at_fpr"]["0.05"])
 
 
 def test_clear_errors(mnist_model, digits, calibration):
