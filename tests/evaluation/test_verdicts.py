@@ -137,3 +137,27 @@ def test_detection_verdict_prefers_a_detector_whose_threshold_held():
     assert detection_risk([missed, held])[0]["detector"] == "honest"
     only = detection_risk([missed])[0]
     assert only["detector"] == "loose" and only["level"] == "medium" and "17.0%" in only["reason"]
+
+
+def test_an_adaptive_attack_that_gets_past_a_detector_decides_its_verdict():
+    plain = {"detector": "d", "attack": "pgd@0.0157", "eps": 4 / 255, "tpr_at_5": 0.95, "n_adv": 60,
+             "fpr_reached": 0.05, "fpr_reached_ci": [0.02, 0.09], "calibration_enough": True, "n_clean": 200}
+    assert detection_risk([plain])[0]["level"] == "low"
+    assert "Not adaptive" in detection_risk([plain])[0]["reason"]
+    adaptive = {**plain, "attack": "adaptive (detector-aware PGD)@0.0157", "tpr_at_5": 0.40, "adaptive": True,
+                "evasion_success": 0.3, "evasion_ci": [0.2, 0.42], "n_attacked": 80}
+    verdict = detection_risk([plain, adaptive])[0]
+    assert verdict["level"] == "high" and verdict["value"] == 0.40 and verdict["adaptive"]
+    assert "knows the detector" in verdict["reason"] and "30% of the 80" in verdict["reason"]
+    # an adaptive attack detected more often than the plain one leaves the plain row as evidence, and says so
+    weaker = {**adaptive, "tpr_at_5": 0.99}
+    verdict = detection_risk([plain, weaker])[0]
+    assert verdict["value"] == 0.95 and not verdict["adaptive"] and "detected more often" in verdict["reason"]
+
+
+def test_the_defense_verdict_says_whether_the_adaptive_battery_ran():
+    row = {"defense": "d", "worst_case_success": 0.1, "worst_case_attack": "PGD BPDA", "worst_case_ci": [0.05, 0.2],
+           "worst_case_n": 90, "eps": 4 / 255, "attacks_run": 12, "adaptive": True,
+           "sanity_checks": {"failed": [], "checks": {}}}
+    assert "12 attack runs (adaptive battery run)" in defense_risk([row])[0]["reason"]
+    assert "lower bound" in defense_risk([{**row, "adaptive": False}])[0]["reason"]
