@@ -7,10 +7,10 @@ model. `battery`: every attack run against a defended model; its worst case is t
 from advkeras.adaptive.battery import counted, defense_battery
 from advkeras.adaptive.detectors import (AdaptiveDetectorResult, DetectorTarget, Differentiable,
                                         adaptive_row, attach_adaptive, attack_detector, calibrated_target,
-                                        differentiable_from, joint_square_search)
+                                        differentiable_from, joint_square_search, target_for)
 from advkeras.adaptive.bpda import StraightThrough, bpda_model, purifier_parts
 from advkeras.adaptive.eot import eot_model, is_randomised
 
 __all__ = ["AdaptiveDetectorResult", "DetectorTarget", "Differentiable", "adaptive_row", "attach_adaptive",
-           "attack_detector", "calibrated_target", "differentiable_from", "joint_square_search", "StraightThrough", "bpda_model", "counted", "defense_battery", "eot_model", "is_randomised",
+           "attack_detector", "calibrated_target", "differentiable_from", "joint_square_search", "target_for", "StraightThrough", "bpda_model", "counted", "defense_battery", "eot_model", "is_randomised",
            "purifier_parts"]

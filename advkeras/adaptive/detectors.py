@@ -80,6 +80,30 @@ def differentiable_from(fn: Callable[[tf.Tensor], tf.Tensor], calibration_x: np.
     return Differentiable(fn, threshold_at_fpr(scores, fpr), spread(scores), exact, what)
 
 
+def target_for(detector, calibration_x: np.ndarray, *, name: str | None = None, fpr: float = 0.05,
+               descriptors=None) -> DetectorTarget:
+    """A `DetectorTarget` from a fitted detector that scores images: its `score_samples` (feature responses) or
+    `decision_function` (higher: more suspect), thresholded at `fpr` on clean `calibration_x`, with its
+    `differentiable_score` when it has one. A relevant-neuron detector scores descriptors, not images: pass the
+    `NeuronDescriptors` that made them as `descriptors`."""
+    score = getattr(detector, "score_samples", None) or getattr(detector, "decision_function", None)
+    if not callable(score):
+        raise InputError(f"{type(detector).__name__} has no score: an adaptive attack needs a detector with "
+                         "decision_function(images) or score_samples(images) (higher: more suspect); wrap any other "
+                         "in advkeras.adaptive.DetectorTarget(name, score, threshold, scale).")
+    if descriptors is not None:
+        score = (lambda f: lambda x: f(descriptors.transform(x)))(score)
+    elif hasattr(detector, "forest_inputs"):
+        raise InputError(f"{type(detector).__name__} scores neuron descriptors, not images; pass the "
+                         "NeuronDescriptors that made its training data as descriptors=.")
+    diff = None
+    if hasattr(detector, "differentiable_score"):
+        diff = differentiable_from(detector.differentiable_score, calibration_x, exact=True, what="its own score",
+                                   fpr=fpr)
+    return calibrated_target(name or type(detector).__name__, score, score(calibration_x), fpr=fpr,
+                             differentiable=diff)
+
+
 def _objective(margin, score, threshold, scale, lam):
     return tf.nn.relu(KAPPA - margin) + lam * tf.nn.relu((score - threshold) / scale + KAPPA_S)
 

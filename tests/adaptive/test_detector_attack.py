@@ -87,3 +87,27 @@ def test_peer_detectors_have_differentiable_scores_equal_to_their_own(mnist_mode
         own = det.decision_function(x[:16])
         np.testing.assert_allclose(det.differentiable_score(tf.constant(x[:16])).numpy(), own,
                                    rtol=1e-3, atol=1e-3 * (1 + np.abs(own).max()))
+
+
+def test_target_for_builds_targets_from_detectors_or_says_why_not(mnist_model, mnist_encoder_defense, calibration):
+    from advkeras.adaptive import target_for
+    from advkeras.detectors import RelevantNeuronDetector
+
+    det = EncoderDisagreementDetector(mnist_model, mnist_encoder_defense.model).fit(calibration)
+    target = target_for(det, calibration, name="enc")
+    assert target.differentiable is not None and target.differentiable.exact
+    assert target.threshold == pytest.approx(target.differentiable.threshold, abs=1e-5)
+    fs = target_for(FeatureSqueezing(mnist_model).fit(calibration), calibration)
+    assert fs.name == "FeatureSqueezing" and fs.differentiable is not None
+    with pytest.raises(InputError, match="has no score"):
+        target_for(object(), calibration)
+    with pytest.raises(InputError, match="scores neuron descriptors"):
+        target_for(RelevantNeuronDetector(), calibration)
+
+
+def test_adaptive_config_refuses_unknown_settings():
+    from advkeras.assess.config import load_config
+
+    with pytest.raises(InputError, match="adaptive.attacks"):
+        load_config({"adaptive": {"attacks": ["bpda"]}})
+    assert load_config({"adaptive": {"restarts": 5}})["adaptive"]["bpda"] is True
