@@ -1,8 +1,10 @@
 """The shared attack base: input checks, batching, progress bar, success computed one way for all."""
 from __future__ import annotations
 
+import threading
 import time
-from typing import Any
+import weakref
+from typing import Any, Callable, Hashable
 
 import numpy as np
 import tensorflow as tf
@@ -100,19 +102,47 @@ def _check_eps(name: str, norm: str, eps: float, dim: int) -> None:
                          f"must be in (0, {top:.4g}] (e.g. {hint}).")
 
 
-_FORWARD: list = []  # [(model, compiled forward)]: one model at a time, as graphs of large models are big
+class PerModelCache:
+    """Compiled functions per model, held weakly and thread-safely.
+
+    A function built here gets a weak reference to its model (the traced graph keeps only the variables),
+    so deleting the model frees its graphs; two models used alternately each keep theirs.
+    """
+
+    def __init__(self) -> None:
+        self._entries: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def get(self, model: tf.keras.Model, key: Hashable, build: Callable[[weakref.ref], Any]) -> Any:
+        """The function cached for (model, key), built as `build(weakref.ref(model))` the first time."""
+        with self._lock:
+            entry = self._entries.setdefault(model, {})
+            if key not in entry:
+                entry[key] = build(weakref.ref(model))
+            return entry[key]
+
+    def __contains__(self, model: tf.keras.Model) -> bool:
+        with self._lock:
+            return model in self._entries
+
+
+_FORWARD = PerModelCache()
+
+
+def image_spec(model: tf.keras.Model) -> tf.TensorSpec:
+    """A batch of any size of the model's images: one trace serves every batch."""
+    return tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
 
 
 def compiled_forward(model: tf.keras.Model):
-    """The model's inference-mode forward pass as one `tf.function`, reused while the model stays the same.
+    """The model's inference-mode forward pass as one `tf.function`, traced once per model.
 
     Backends that drive the model from Python (foolbox, ART) call this instead of `model(x)`: it skips
     Keras' per-call overhead and stays differentiable under a GradientTape.
     """
-    if not _FORWARD or _FORWARD[0][0] is not model:
-        fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-        _FORWARD[:] = [(model, fn)]
-    return _FORWARD[0][1]
+    def build(ref):
+        return tf.function(lambda x: ref()(x, training=False), input_signature=[image_spec(model)])
+    return _FORWARD.get(model, "forward", build)
 
 
 def predict_labels(model: tf.keras.Model, x: np.ndarray, batch_size: int = 128) -> np.ndarray:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from advkeras.attacks.base import Attack
+from advkeras.attacks.base import Attack, PerModelCache, image_spec
 from advkeras.attacks.steps import rel_stepsize_for
 from advkeras.errors import InputError
 
@@ -115,7 +115,7 @@ def _restarted_steps(model, x0, classes, sign, eps, seed, p):
     return out[1]
 
 
-_TRACES: list = []  # [model, {(class, params): compiled attack}]: one model's graphs at a time (they are large)
+_TRACES = PerModelCache()  # model -> {(class, params): compiled attack}
 
 
 class NativeLinfIterative(Attack):
@@ -139,30 +139,32 @@ class NativeLinfIterative(Attack):
     def _function(self, model: tf.keras.Model):
         # Shared across instances: generate() builds a new attack object per call, and tracing a
         # many-step graph costs far more than running it, so reuse the trace for the same model
-        # and parameters (eps and the seed are tensor arguments).
-        key = (type(self).__name__, tuple(sorted(self.params.items())))
-        if not _TRACES or _TRACES[0] is not model:
-            _TRACES[:] = [model, {}]
-        if key not in _TRACES[1]:
-            p = {"loss": "ce", "restarts": 1, **self.params}
+        # and parameters (eps and the seed are tensor arguments, the batch size is free).
+        p = {"loss": "ce", "restarts": 1, **self.params}
 
-            @tf.function(reduce_retracing=True)
+        def build(ref):
+            signature = [image_spec(model), tf.TensorSpec([None], tf.int64), tf.TensorSpec([], tf.float32),
+                         tf.TensorSpec([], tf.float32), tf.TensorSpec([2], tf.int64)]
+
+            @tf.function(input_signature=signature)
             def attack(x, classes, sign, eps, seed):
                 # The seed comes in as a tensor so one trace serves every batch and seed; the random
                 # start is drawn in the graph, sparing a numpy round trip of a batch-sized array.
+                net = ref()
                 if p["restarts"] > 1:
-                    return _restarted_steps(model, x, classes, sign, eps, seed, p)
+                    return _restarted_steps(net, x, classes, sign, eps, seed, p)
                 x_start = _random_start(x, eps, seed) if p["random_start"] else x
-                return _signed_steps(model, x, x_start, classes, sign, eps, p["steps"], p["rel_stepsize"] * eps,
+                return _signed_steps(net, x, x_start, classes, sign, eps, p["steps"], p["rel_stepsize"] * eps,
                                      p["loss"])
+            return attack
 
-            _TRACES[1][key] = attack
-        return _TRACES[1][key]
+        return _TRACES.get(model, (type(self).__name__, tuple(sorted(self.params.items()))), build)
 
     def run_batch(self, model, x, y, eps, target, seed):
         classes, sign = (y, 1.0) if target is None else (target, -1.0)
-        out = self._function(model)(tf.constant(x), tf.constant(classes), tf.constant(sign),
-                                    tf.constant(eps, tf.float32), tf.constant([seed, 0], tf.int64)).numpy()
+        args = (tf.constant(x, tf.float32), tf.constant(classes, tf.int64), tf.constant(sign, tf.float32),
+                tf.constant(eps, tf.float32), tf.constant([seed, 0], tf.int64))
+        out = self._function(model)(*args).numpy()
         return out, out, None
 
 
