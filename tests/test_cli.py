@@ -40,7 +40,9 @@ def test_assess_writes_metrics_and_refuses_to_overwrite(tmp_path, monkeypatch):
     result = runner.invoke(main, ["assess", "--config", str(cfg), "--out", str(out)])
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["model"]["test"]["accuracy"] > 0.5
+    # One epoch of LeNet on MNIST: measured held-out accuracy 0.921 (seed 0), 0.905 and 0.897 (seeds 1, 2),
+    # balanced accuracy 0.894-0.920; a broken training or split falls far below.
+    assert metrics["model"]["test"]["accuracy"] > 0.85 and metrics["model"]["test"]["balanced_accuracy"] > 0.85
     assert metrics["deterministic"] is True  # --deterministic is the default
     rates = [r["success_rate"] for r in metrics["attacks"]]
     assert rates[0] < rates[1]

@@ -122,7 +122,7 @@ def detector_aware_pgd(model: tf.keras.Model, diff: Differentiable, x: np.ndarra
             total = tf.reduce_sum(_objective(margin, score, diff.threshold, diff.scale, lam))
         grad = tape.gradient(total, x_adv, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         moved = tf.clip_by_value(x_adv - size * tf.sign(grad), x0 - eps, x0 + eps)
-        return tf.clip_by_value(moved, 0.0, 1.0), margin > 0, score
+        return tf.clip_by_value(moved, 0.0, 1.0), margin, score
 
     rng = np.random.default_rng(seed)
     out = []
@@ -131,11 +131,14 @@ def detector_aware_pgd(model: tf.keras.Model, diff: Differentiable, x: np.ndarra
         x_adv = np.clip(x0 + rng.uniform(-eps, eps, x0.shape), 0, 1).astype(np.float32)
         best, rank, low = x_adv.copy(), np.full(len(x0), 2), np.full(len(x0), np.inf)
         for _ in range(steps + 1):  # the last pass only scores the final iterate
-            moved, fooled, score = step(tf.constant(x_adv), tf.constant(x0), tf.constant(labels), 2.5 * eps / steps)
-            fooled, score = fooled.numpy(), score.numpy()
-            # kept per image, as the attacker sees it through `diff`: the first iterate that fools the classifier
-            # under the threshold, else the fooling one of lowest score, else the last
-            r = np.where(fooled & (score <= diff.threshold), 0, np.where(fooled, 1, 2))
+            moved, margin_now, score = step(tf.constant(x_adv), tf.constant(x0), tf.constant(labels), 2.5 * eps / steps)
+            margin_now, score = margin_now.numpy(), score.numpy()
+            fooled = margin_now > 0
+            # kept per image, as the attacker sees it through `diff`: the first iterate that clears both aims
+            # (margin and score with room to spare, so a surrogate's or float32's error does not undo it),
+            # else the fooling one of lowest score, else the last; the real detector judges afterwards
+            clears = (margin_now >= KAPPA) & (score <= diff.threshold - KAPPA_S * diff.scale)
+            r = np.where(clears, 0, np.where(fooled, 1, 2))
             take = (r < rank) | ((r == rank) & (r == 1) & (score < low)) | ((r == rank) & (r == 2))
             best[take], rank[take], low[take] = x_adv[take], r[take], score[take]
             x_adv = moved.numpy()
@@ -151,10 +154,12 @@ def _p_schedule(p_init: float, it: int, iterations: int) -> float:
 
 
 def joint_square_search(model: tf.keras.Model, target: DetectorTarget, x: np.ndarray, y: np.ndarray, eps: float, *,
-                        iterations: int = 100, lam: float = 1.0, p_init: float = 0.3,
+                        iterations: int = 100, lam: float = 1.0, p_init: float = 0.3, start: np.ndarray | None = None,
                         seed: int = 0) -> tuple[np.ndarray, int]:
     """Linf Square random search on the joint objective with the real detector score; returns the adversarials
-    and the queries made per image (each query asks the classifier and the detector)."""
+    and the queries made per image (each query asks the classifier and the detector). `start` (points of the
+    eps ball around x, e.g. adversarials that already fool the classifier) replaces Square's random stripes,
+    so the search spends its queries on getting under the threshold."""
     rng = np.random.default_rng(seed)
     n, h, w, c = x.shape
 
@@ -163,7 +168,8 @@ def joint_square_search(model: tf.keras.Model, target: DetectorTarget, x: np.nda
         return _objective(margin, np.asarray(target.score(xa), np.float32), target.threshold, target.scale,
                           lam).numpy()
 
-    best = np.clip(x + eps * rng.choice([-1.0, 1.0], size=(n, 1, w, c)), 0, 1).astype(np.float32)
+    best = np.clip(x + eps * rng.choice([-1.0, 1.0], size=(n, 1, w, c)), 0, 1).astype(np.float32) if start is None \
+        else np.clip(start, np.maximum(x - eps, 0), np.minimum(x + eps, 1)).astype(np.float32)
     best_loss, queries = loss(best, y), 1
     for it in range(iterations):
         idx = np.flatnonzero(best_loss > 0)
@@ -212,9 +218,10 @@ class AdaptiveDetectorResult:
 def attack_detector(model: tf.keras.Model, target: DetectorTarget, x: np.ndarray, y: np.ndarray, eps: float, *,
                     lambdas: Sequence[float] = (0.01, 0.1, 1.0, 10.0), steps: int = 20, search_iterations: int = 100,
                     seed: int = 0) -> AdaptiveDetectorResult:
-    """Every strategy the target allows, best candidate kept per image (see the module doc): PGD that ignores the
-    detector (so the adaptive attacker never does worse than a non-adaptive one), detector-aware PGD per lambda
-    when the target has a differentiable view, the joint Square search when `search_iterations` > 0."""
+    """Every strategy the target allows, best candidate kept per image (see the module doc): PGD on the margin loss
+    that ignores the detector (so the adaptive attacker never does worse than that attack on these images),
+    detector-aware PGD per lambda when the target has a differentiable view, and the joint Square search (from
+    the best candidate so far) when `search_iterations` > 0."""
     if not isinstance(target, DetectorTarget):
         raise InputError(f"target must be a DetectorTarget (a detector's score and threshold), got "
                          f"{type(target).__name__}; build one with advkeras.adaptive.calibrated_target.")
@@ -236,9 +243,15 @@ def attack_detector(model: tf.keras.Model, target: DetectorTarget, x: np.ndarray
             candidates.append((f"detector-aware PGD ({steps} steps, lambda {lam:g}, through {d.what})",
                                detector_aware_pgd(model, d, xs, ys, eps, lam=float(lam), steps=steps, seed=seed)))
     if len(xs) and search_iterations:
-        adv, queries = joint_square_search(model, target, xs, ys, eps, iterations=int(search_iterations), seed=seed)
+        adv, queries = joint_square_search(model, target, xs, ys, eps, iterations=int(search_iterations),
+                                           start=_best_so_far(target, model, xs, ys, candidates), seed=seed)
         candidates.append((f"joint Square search ({queries} queries, real score)", adv))
     return _choose(target, model, xs, ys, eps, candidates)
+
+
+def _best_so_far(target: DetectorTarget, model, xs, ys, candidates) -> np.ndarray | None:
+    """Per image, the candidate the search should start from (see `_choose`); None without candidates."""
+    return _choose(target, model, xs, ys, 0.0, candidates).x_adv if candidates else None
 
 
 def _choose(target: DetectorTarget, model, xs, ys, eps, candidates) -> AdaptiveDetectorResult:
@@ -273,14 +286,22 @@ def adaptive_row(result: AdaptiveDetectorResult, detector: str, clean_scores: np
         return {"detector": detector, "attack": attack, "auc": None, "tpr_at_1": None, "tpr_at_5": None,
                 "tpr_at_10": None, "n_adv": 0, **evasion}
     m = detection_metrics(clean_scores, adv, calibration_scores=calibration_scores)
-    return detector_row(detector, attack, m, **evasion)
+    if not np.isclose(m["at_fpr"]["0.05"]["threshold"], result.threshold, rtol=1e-6, atol=1e-9):
+        raise InputError(f"the attack aimed at threshold {result.threshold:.6g} but these calibration scores set "
+                         f"{m['at_fpr']['0.05']['threshold']:.6g} at 5 % FPR; pass the target's calibration scores.")
+    row = detector_row(detector, attack, m, **evasion)
+    # the attacker aimed under the 5 % threshold only: rates at other thresholds and the AUC are not adaptive
+    return {**row, "auc": None, "tpr_at_1": None, "tpr_at_10": None}
 
 
 def attach_adaptive(rows: list[dict], adaptive: dict) -> None:
-    """Put the adaptive attack's detection at 5 % FPR beside each non-adaptive row of the same detector and eps."""
+    """Put the adaptive attack's detection at 5 % FPR beside each non-adaptive row of the same detector and eps
+    (only the row of the attack it was fitted on, when the detector is fitted per attack: `fitted_on`)."""
     for row in rows:
         if row.get("adaptive") or row["detector"] != adaptive["detector"]:
             continue
+        if adaptive.get("fitted_on") and row["attack"] != adaptive["fitted_on"]:
+            continue  # a detector fitted per attack: another attack's rows describe another fitted detector
         same = row.get("eps") is not None and abs(row["eps"] - adaptive["eps"]) < 1e-6
         row.update(adaptive_tpr_at_5=adaptive["tpr_at_5"] if same else None,
                    adaptive_evasion_success=adaptive["evasion_success"] if same else None,

@@ -2,7 +2,9 @@
 
 A defense that draws noise or transformations at inference gives a different gradient at each call; one
 sample of it points an attack the wrong way often enough to look robust. Averaging the logits of several
-draws in one graph makes the attack follow the expected gradient.
+draws in one graph makes the attack follow the gradient of the expected logits (the mean of the draws'
+gradients of the logits; EOT proper averages the gradient of the loss, which differs where the loss is not
+linear in the logits).
 """
 from __future__ import annotations
 

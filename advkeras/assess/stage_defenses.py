@@ -206,6 +206,12 @@ def _encoder_disagreement(ctx: RunContext, encoder_model, ev, adv: dict) -> dict
                                  eps=res.eps, disagreement_tpr=binary["tpr"], disagreement_fpr=binary["fpr"]))
     diff = differentiable_from(det.differentiable_score, calib_set.x, exact=True, what="its own score")
     target = calibrated_target("encoder disagreement", det.decision_function, calib, differentiable=diff)
-    out["adaptive"] = detector_attack_row(ctx, rows, target, settings(ctx.config)["eps"], clean_scores, calib)
+    row, res = detector_attack_row(ctx, rows, target, settings(ctx.config)["eps"], clean_scores, calib)
+    if row is not None:
+        # the deployed rule flags disagreeing classes; the score threshold is the graded view of it
+        k = int((res.fooled & (det.predict(res.x_adv) == 0)).sum()) if res.n else 0
+        row.update(binary_evasion_success=k / res.n if res.n else None, binary_evasion_k=k,
+                   served_by="the original model (the encoder model runs beside it as the detector)")
+    out["adaptive"] = row
     ctx.metrics.setdefault("detector_summary", []).extend(rows)
     return out

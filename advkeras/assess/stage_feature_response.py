@@ -51,7 +51,7 @@ def stage_feature_response(ctx: RunContext) -> None:
         log.info("feature response on %s: AUC %.3f, detection at 5%% FPR %.3f", key, m["auc"],
                  m["at_fpr"]["0.05"]["tpr"])
     eps = verdict_eps(r.eps for r in ctx.adversarials.values() if r.norm == "linf")
-    adaptive = None if eps is None else detector_attack_row(
+    adaptive, _ = (None, None) if eps is None else detector_attack_row(
         ctx, rows, calibrated_target("feature response", det.score_samples, det.calibration_scores_), eps,
         clean_scores, det.calibration_scores_)
     ctx.metrics["feature_response"] = {

@@ -93,7 +93,7 @@ def stage_relevant_neurons(ctx: RunContext) -> None:
 def _adaptive(ctx: RunContext, nd: NeuronDescriptors, fitted: dict, rows: list[dict], name: str) -> dict | None:
     """Attack, at the verdict's eps, the forest fitted on that eps's strongest attack: through a logistic-regression
     surrogate of it (gradient) and by a search scored by the forest itself; the forest judges both."""
-    eps = verdict_eps(res.eps for res, *_ in fitted.values())
+    eps = verdict_eps(res.eps for res, *_ in fitted.values() if res.norm == "linf")
     keys = [k for k, (res, *_) in fitted.items() if res.eps == eps]
     if not keys:
         return None
@@ -102,4 +102,4 @@ def _adaptive(ctx: RunContext, nd: NeuronDescriptors, fitted: dict, rows: list[d
     target = calibrated_target(name, lambda x: det.decision_function(nd.transform(x)), det.oob_clean_scores_,
                                differentiable=forest_surrogate(nd, det, X, y))
     clean = det.decision_function(nd.transform(res.x[res.correct]))
-    return detector_attack_row(ctx, rows, target, eps, clean, det.oob_clean_scores_, fitted_on=key)
+    return detector_attack_row(ctx, rows, target, eps, clean, det.oob_clean_scores_, fitted_on=key)[0]

@@ -66,7 +66,7 @@ def stage_attacks(ctx: RunContext) -> None:
             rows.append(res.summary())
             tag = f"{spec['name']}_eps{0 if eps is None else round(eps * 255, 1):g}"
             png = plot_adversarial_grid(res, ctx.figure_path("attacks", f"{tag}.png"),
-                                        class_names=ev.class_names, seed=ctx.seed)
+                                        class_names=ev.class_names)
             ctx.add_figure("attacks", tag, png, f"{spec['name'].upper()} adversarials at "
                            + ("no budget" if eps is None else f"eps {eps_label(eps)}"))
             log.info("%s eps=%s: success rate %.3f", spec["name"], eps, res.success_rate)

@@ -6,22 +6,18 @@ from pathlib import Path
 import numpy as np
 
 from advkeras.attacks.result import AttackResult
+from advkeras.plotting import subplots
 
 
 def plot_adversarial_grid(result: AttackResult, path: str | Path, *, n: int = 8,
-                          class_names: tuple[str, ...] | None = None, seed: int = 0) -> Path:
+                          class_names: tuple[str, ...] | None = None) -> Path:
     """Save a 3-row PNG: originals (true label), adversarials (predicted label), and the perturbation
     amplified to the full range (shown, per image, as 0.5 + delta / (2 max|delta|): grey is no change,
     light and dark are the sign, which matters for sign attacks like FGSM that move every pixel). Successful
     adversarials are shown first so the picture shows what the attack achieves."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     order = np.r_[np.flatnonzero(result.success), np.flatnonzero(~result.success)][:n]
     names = class_names or tuple(str(c) for c in range(int(max(result.y.max(), result.pred_adv.max())) + 1))
-    fig, axes = plt.subplots(3, max(len(order), 1), figsize=(1.6 * max(len(order), 1), 5.2), squeeze=False)
+    fig, axes = subplots(3, max(len(order), 1), figsize=(1.6 * max(len(order), 1), 5.2), squeeze=False)
     for col, i in enumerate(order):
         delta = result.clipped[i] - result.x[i]
         top = np.abs(delta).max()
@@ -40,5 +36,4 @@ def plot_adversarial_grid(result: AttackResult, path: str | Path, *, n: int = 8,
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

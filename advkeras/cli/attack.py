@@ -70,7 +70,7 @@ def attack(model_path: str, data: str, attack_name: str, eps: str | None, backen
     res = generate(model, x, y, attack_name, eps=eps_value, backend=backend, target=target, batch_size=batch_size,
                    seed=seed, **attack_params)
     res.save(out_dir / "adversarials.npz")
-    plot_adversarial_grid(res, out_dir / "grid.png", class_names=tuple(ds.class_names), seed=seed)
+    plot_adversarial_grid(res, out_dir / "grid.png", class_names=tuple(ds.class_names))
     write_json(out_dir / "summary.json", {**res.summary(), "model": str(model_path), "data": str(data),
                                           "seed": seed})
     click.echo(f"{res.attack} ({res.backend}) on {len(x)} images: success {res.success_rate:.3f} "

@@ -5,3 +5,4 @@ from advkeras.detectors.encoder_disagreement import EncoderDisagreementDetector 
 from advkeras.detectors.relevant_neurons import (NeuronDescriptors, RelevantNeuronDetector,  # noqa: E402,F401
                                                  RelevantNeuronSets, mu_lasso)
 from advkeras.detectors.peers import FeatureSqueezing, MahalanobisDetector  # noqa: E402,F401
+from advkeras.detectors.sklearn_compat import NotFittedDetectorError  # noqa: E402,F401

@@ -12,8 +12,10 @@ from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
+from sklearn.base import BaseEstimator
 from tqdm.auto import tqdm
 
+from advkeras.detectors.sklearn_compat import DetectorEstimatorMixin, require_fitted
 from advkeras.errors import InputError
 from advkeras.evaluation.detection import threshold_at_fpr
 from advkeras.explain.guided_backprop import METHODS, response_function
@@ -56,7 +58,7 @@ def mean_local_entropy(response: tf.Tensor | np.ndarray, window: int = 4, stride
     return tf.reduce_mean(local_spatial_entropy(response, window, stride), axis=[1, 2])
 
 
-class FeatureResponseDetector:
+class FeatureResponseDetector(DetectorEstimatorMixin, BaseEstimator):
     """Flags images whose average local spatial entropy of the feature response exceeds a threshold.
 
     Parameters (keyword-only, stored as given): `model` (logits classifier), `window`/`stride` (pixels),
@@ -67,8 +69,12 @@ class FeatureResponseDetector:
 
     `fit(x_clean)` scores clean images and sets `thresholds_` ({fpr: threshold} for 1/5/10 % and `fpr`)
     and `threshold_`. `score_samples(x)` is oriented so that higher means more suspicious;
-    `decision_function(x)` is score_samples - threshold_ (> 0 means adversarial).
+    `decision_function(x)` is score_samples - threshold_ (> 0 means adversarial); both, and `predict`, need
+    `fit` first. `entropy`, `responses`, `maps` and `entropy_function` learn nothing and work unfitted.
     """
+
+    _shared_params = ("model",)
+    _transient = ("_entropy_fn", "_innvestigate")  # a compiled graph and a worker process: rebuilt on use
 
     def __init__(self, model: tf.keras.Model, *, window: int = 4, stride: int | None = None, fpr: float = 0.05,
                  method: str = "guided_backprop", backend: str = "native", direction: str = "higher",
@@ -102,7 +108,7 @@ class FeatureResponseDetector:
 
     def entropy_function(self) -> tf.types.experimental.Function:
         """Compiled ``f(x) -> (mean local entropy, logits)`` in TF ops only (for serving and benchmarks)."""
-        key = (self.method, int(self.window), self.stride)
+        key = (id(self.model), self.method, int(self.window), self.stride)  # set_params may swap the model
         cached = getattr(self, "_entropy_fn", None)
         if cached is None or cached.key != key:
             respond = response_function(self.model, self.method)
@@ -155,11 +161,12 @@ class FeatureResponseDetector:
                              disable=not self.progress, leave=False)]
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
-    def fit(self, x_clean: np.ndarray, y: Sequence | None = None,
+    def fit(self, X: np.ndarray, y: Sequence | None = None, *,
             fprs: Sequence[float] = (0.01, 0.05, 0.10)) -> "FeatureResponseDetector":
-        """Calibrate thresholds on clean images only (`y` is ignored; sklearn signature)."""
+        """Calibrate thresholds on clean images `X` only (`y` is ignored; sklearn signature); `fprs`: the
+        false-positive rates to keep thresholds for (besides `fpr`), for `predict(x, fpr=...)`."""
         self._validate()
-        x_clean = check_images(x_clean, self.model, name="x_clean")
+        x_clean = check_images(X, self.model, name="x_clean")
         if len(x_clean) < 2:
             raise InputError(f"fit needs clean calibration images (at least 2, better 100+); got {len(x_clean)}.")
         entropy = self.entropy(x_clean)
@@ -185,8 +192,7 @@ class FeatureResponseDetector:
         return self._orient(self.entropy(x))
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "threshold_"):
-            raise InputError("this FeatureResponseDetector is not fitted; call fit(x_clean) on clean images first.")
+        require_fitted(self, ["threshold_", "thresholds_"], "call fit(x_clean) on clean images first.")
 
     def decision_function(self, x: np.ndarray) -> np.ndarray:
         """score - threshold_: positive for images flagged as adversarial."""

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from advkeras.detectors.feature_response import FeatureResponseDetector
+from advkeras.plotting import subplots
 
 
 def plot_feature_responses(detector: FeatureResponseDetector, x: np.ndarray, x_adv: np.ndarray, path: str | Path,
@@ -14,10 +15,6 @@ def plot_feature_responses(detector: FeatureResponseDetector, x: np.ndarray, x_a
     (|guided backprop| summed over channels) and the local-entropy map of each, with the average
     local entropy (the detector's score) in the titles. Entropy maps share one colour scale
     (yellow: high entropy, a scattered response)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     x, x_adv = x[:n], x_adv[:n]
     resp, ent = detector.maps(np.concatenate([x, x_adv]))
@@ -26,7 +23,7 @@ def plot_feature_responses(detector: FeatureResponseDetector, x: np.ndarray, x_a
     vmin_ent, vmax_ent = (float(ent.min()), float(ent.max())) if ent.size else (0.0, 1.0)
     cols = ("original", "adversarial", "response (orig.)", "response (adv.)", "local entropy (orig.)",
             "local entropy (adv.)")
-    fig, axes = plt.subplots(max(k, 1), 6, figsize=(10.5, 1.9 * max(k, 1) + 0.5), squeeze=False)
+    fig, axes = subplots(max(k, 1), 6, figsize=(10.5, 1.9 * max(k, 1) + 0.5), squeeze=False)
     for i in range(k):
         panels = [(x[i], None), (x_adv[i], None), (resp[i], "magma"), (resp[k + i], "magma"),
                   (ent[i], "viridis"), (ent[k + i], "viridis")]
@@ -48,5 +45,4 @@ def plot_feature_responses(detector: FeatureResponseDetector, x: np.ndarray, x_a
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

@@ -7,24 +7,15 @@ from typing import Mapping
 import numpy as np
 
 from advkeras.attacks import AttackResult
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from advkeras.plotting import subplots
 
 
 def plot_recovery(table: dict, path: str | Path) -> Path:
     """Grouped bars: share of initial adversarials recovered, per defense and attack (mean +- std over seeds)."""
-    plt = _plt()
     rec = table["summary"]["recovered"]
     defenses, attacks = list(rec), [a for a in next(iter(rec.values())) if a != "all"] + ["all"]
     width = 0.8 / len(attacks)
-    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(defenses), 3.6))
+    fig, ax = subplots(figsize=(1.8 + 1.6 * len(defenses), 3.6))
     for i, a in enumerate(attacks):
         means = [100 * rec[d][a]["mean"] for d in defenses]
         stds = [100 * rec[d][a]["std"] for d in defenses]
@@ -37,7 +28,6 @@ def plot_recovery(table: dict, path: str | Path) -> Path:
     ax.legend(fontsize=8, ncol=len(attacks))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return Path(path)
 
 
@@ -45,13 +35,12 @@ def plot_new_adversarials(fixed: Mapping[str, AttackResult], path: str | Path, *
                           class_names: tuple[str, ...] = ()) -> Path:
     """Per sample: the clean image, then each model's new adversarial (row 1) and its perturbation
     magnified to the full grey range (row 2), with the predicted class; models side by side."""
-    plt = _plt()
     names = list(fixed)
     first = fixed[names[0]]
     ok = np.all([r.pred_clean == r.y for r in fixed.values()], axis=0)
     picks = np.flatnonzero(ok)[:n_samples] if ok.any() else np.arange(min(n_samples, len(first.y)))
     cols = len(names) + 1
-    fig, axes = plt.subplots(2 * len(picks), cols, figsize=(1.7 * cols, 3.5 * len(picks)), squeeze=False)
+    fig, axes = subplots(2 * len(picks), cols, figsize=(1.7 * cols, 3.5 * len(picks)), squeeze=False)
 
     def label(c: int) -> str:
         return class_names[c] if c < len(class_names) else str(c)
@@ -78,15 +67,13 @@ def plot_new_adversarials(fixed: Mapping[str, AttackResult], path: str | Path, *
                  fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return Path(path)
 
 
 def plot_new_adversarial_rates(rows: Mapping[str, dict], path: str | Path) -> Path:
     """Success rate at the fixed eps and median minimal Linf (in /255) of new adversarials, per model."""
-    plt = _plt()
     names = list(rows)
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(2 + 1.5 * len(names), 3.2))
+    fig, (a1, a2) = subplots(1, 2, figsize=(2 + 1.5 * len(names), 3.2))
     a1.bar(names, [100 * rows[n]["success_rate_on_correct"] for n in names], color="tab:red")
     a1.set_ylabel("success on correctly classified (%)")
     a1.set_ylim(0, 105)
@@ -97,5 +84,4 @@ def plot_new_adversarial_rates(rows: Mapping[str, dict], path: str | Path) -> Pa
         ax.tick_params(axis="x", labelrotation=30, labelsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return Path(path)

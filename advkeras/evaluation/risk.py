@@ -22,13 +22,15 @@ RULES = [
     "else low. Low needs the model's sanity checks run and passed, else medium.",
     "Evasion after the best defense: degenerate defenses are never chosen. Among the others (those that keep the "
     "original's balanced accuracy within 0.05 on validation patients first), the one with the lowest worst-case "
-    "success is best: the highest success of every attack run at the defense eps, adaptive ones included (white-box "
-    "PGD with cross-entropy, and with margin loss and restarts; FGSM; BPDA through its autoencoders; EOT when it "
-    "answers at random; Square, which needs no gradient; transfer from the original and the other defenses); high if "
+    "success is best: the highest success of every attack run at the defense eps, adaptive ones included when the "
+    "`adaptive` config enables them (white-box PGD with cross-entropy, and with margin loss and restarts; FGSM; BPDA "
+    "through its autoencoders; EOT when it answers at random; Square, which needs no gradient, at the configured "
+    "query budget; transfer from the original and the other defenses), each named in the evidence; high if "
     f"that success >= {HIGH:.0%}, medium if >= {MEDIUM:.0%}, else low; low needs its sanity checks run and passed.",
     "Adversarial inputs going unnoticed: each detector is judged on the attack at <= 4/255 it detects least, the "
     "adaptive attack included when one was run (it knows the detector and its threshold and must fool the classifier "
-    "under it); "
+    "under it; its strategies and query budget are named in the evidence); detectors attacked adaptively rank "
+    "first, and one that was not cannot be low; "
     "then the detector with the highest such detection rate d at the 5 % FPR threshold, among those whose "
     "threshold kept its promise (false-positive rate reached on test not above 5 % "
     "beyond its 95 % interval, and enough calibration images for 5 %) if any does; low if d >= "
@@ -233,8 +235,11 @@ def detection_risk(detectors: list[dict]) -> list[dict]:
     rows = [d for d in detectors if d.get("tpr_at_5") is not None]
     if not rows:
         return []
-    best = max(_detector_worst_rows(rows), key=lambda d: (not _threshold_caveats(d), d["tpr_at_5"]))
-    adaptive_run = [d for d in rows if d.get("adaptive") and d["detector"] == best["detector"]]
+    attacked = {d["detector"] for d in detectors if d.get("adaptive")}
+    # detectors attacked adaptively compete on a measured figure, the others on an upper bound: those first
+    best = max(_detector_worst_rows(rows), key=lambda d: (not _threshold_caveats(d), d["detector"] in attacked,
+                                                          d["tpr_at_5"]))
+    adaptive_run = [d for d in detectors if d.get("adaptive") and d["detector"] == best["detector"]]
     tpr = best["tpr_at_5"]
     level = "low" if tpr >= DETECT_LOW else "medium" if tpr >= DETECT_MEDIUM else "high"
     reached = best.get("fpr_reached", best.get("fpr_at_5"))
@@ -243,6 +248,8 @@ def detection_risk(detectors: list[dict]) -> list[dict]:
     n_adv = best.get("n_adv")
     if n_adv is not None and n_adv < MIN_ADV:
         notes.append(f"only {n_adv} adversarials behind the detection rate")
+    if not adaptive_run:
+        notes.append("no adaptive attack was run against it")
     if notes and level == "low":
         level = "medium"
     detected = "" if n_adv is None else \
@@ -263,6 +270,9 @@ def _adaptive_note(best: dict, adaptive_rows: list[dict]) -> str:
     if not adaptive_rows:
         return "Not adaptive: no attack that knows this detector was run, so detection is an upper bound."
     a = adaptive_rows[0]
+    if a.get("tpr_at_5") is None:
+        return (f"The adaptive attack fooled none of the {a.get('n_attacked')} correctly classified images it attacked "
+                "at this budget, so it has no detection rate; the figure above is from a non-adaptive attack.")
     evaded = "" if a.get("evasion_success") is None else \
         (f" The adaptive attack got a wrong answer past it for {a['evasion_success']:.0%} of the {a.get('n_attacked')} "
          "correctly classified images it attacked (95 % interval {:.0%}-{:.0%}).".format(*a["evasion_ci"]))

@@ -7,17 +7,14 @@ from typing import Mapping
 import numpy as np
 
 from advkeras.evaluation.detection import roc_points
+from advkeras.plotting import subplots
 
 
 def plot_roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | Path, *, title: str = "") -> Path:
     """`curves` maps a label to (clean scores, adversarial scores); higher scores = more adversarial."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from sklearn.metrics import auc
 
-    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    fig, ax = subplots(figsize=(4.6, 4.2))
     for label, (clean, adv) in curves.items():
         fpr, tpr = roc_points(np.asarray(clean), np.asarray(adv))
         ax.plot(fpr, tpr, lw=1.4, label=f"{label} (AUC {auc(fpr, tpr):.3f})")
@@ -31,5 +28,4 @@ def plot_roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | Pa
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

@@ -27,6 +27,7 @@ from advkeras.data.dataset import Dataset
 from advkeras.defenses.prediction_similarity import (as_user, build_defended_model, calibrate_threshold, query,
                                                      similarity_layer)
 from advkeras.errors import AdvKerasError, InputError
+from advkeras.models.layers import Jitter
 
 # Small enough for `advkeras assess` (well under a minute on 2 cores); the script runs larger ones.
 DEFAULT_ATTACKS: list[dict[str, Any]] = [
@@ -37,27 +38,6 @@ DEFAULT_ATTACKS: list[dict[str, Any]] = [
     {"name": "bim", "backend": "foolbox", "eps": 8 / 255, "label": "bim+jitter",
      "jitter": {"noise": 16 / 255, "max_shift": 2}},
 ]
-
-
-@tf.keras.utils.register_keras_serializable(package="advkeras")
-class Jitter(tf.keras.layers.Layer):
-    """Adds uniform noise in [-noise, noise] and a random shift of up to `max_shift` pixels to each call.
-
-    Its random ops carry op seeds from `seed`: different draws on every call, the same ones in every run,
-    and allowed under op determinism (TF refuses unseeded random ops there)."""
-
-    def __init__(self, noise: float = 16 / 255, max_shift: int = 2, seed: int = 0, **kwargs):
-        super().__init__(**kwargs)
-        self.noise, self.max_shift, self.seed = float(noise), int(max_shift), int(seed)
-
-    def call(self, x):
-        shift = tf.random.uniform([2], -self.max_shift, self.max_shift + 1, dtype=tf.int32, seed=self.seed)
-        x = tf.roll(x, shift, axis=[1, 2])
-        return tf.clip_by_value(x + tf.random.uniform(tf.shape(x), -self.noise, self.noise, seed=self.seed + 1),
-                                0.0, 1.0)
-
-    def get_config(self):
-        return {**super().get_config(), "noise": self.noise, "max_shift": self.max_shift, "seed": self.seed}
 
 
 def slide_positions(ds: Dataset) -> np.ndarray | None:

@@ -16,6 +16,7 @@ import networkx as nx
 import numpy as np
 
 from advkeras.explain.dense_activations import DenseActivations
+from advkeras.plotting import colormap
 
 OTHER = -1  # neuron index of the "other" node
 
@@ -97,14 +98,12 @@ def _positions(g: nx.DiGraph) -> dict:
 def draw_graph(g: nx.DiGraph, ax, *, title: str, scale: list[float], cmap: str = "viridis",
                diverging: bool = False) -> None:
     """Draw one graph on `ax`. `scale[layer]` is the colour range (shared by the panels of one figure)."""
-    import matplotlib.pyplot as plt
-
     pos = _positions(g)
-    colormap = plt.get_cmap("coolwarm" if diverging else cmap)
+    cmap_ = colormap("coolwarm" if diverging else cmap)
     colors = []
     for n, d in g.nodes(data=True):
         s = scale[d["layer"]] or 1.0
-        colors.append(colormap(0.5 + 0.5 * d["value"] / s if diverging else np.clip(d["value"] / s, 0, 1)))
+        colors.append(cmap_(0.5 + 0.5 * d["value"] / s if diverging else np.clip(d["value"] / s, 0, 1)))
     contribs = np.array([d["contribution"] for *_, d in g.edges(data=True)]) if g.number_of_edges() else np.zeros(0)
     top = np.abs(contribs).max() if len(contribs) else 1.0
     nx.draw_networkx_edges(g, pos, ax=ax, width=0.3 + 3.0 * np.abs(contribs) / (top or 1.0),

@@ -8,19 +8,16 @@ import numpy as np
 
 from advkeras.explain.activation_graph import build_graph, draw_graph, layer_scales, select_nodes
 from advkeras.explain.dense_activations import DenseActivations
+from advkeras.plotting import subplots
 
 
 def _figure(n_rows: int, n_cols: int):
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.2 * n_cols, 3.6 * n_rows), squeeze=False)
-    return plt, fig, axes
+    fig, axes = subplots(n_rows, n_cols, figsize=(4.2 * n_cols, 3.6 * n_rows), squeeze=False)
+    return fig, axes
 
 
-def _legend(fig, plt, diverging: bool) -> None:
+def _legend(fig, diverging: bool) -> None:
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
@@ -33,10 +30,9 @@ def _legend(fig, plt, diverging: bool) -> None:
              "units of a wide layer", fontsize=7)
 
 
-def _save(fig, plt, path: str | Path) -> Path:
+def _save(fig, path: str | Path) -> Path:
     path = Path(path)
     fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
     return path
 
 
@@ -47,11 +43,11 @@ def plot_conditions(conditions: Mapping[str, DenseActivations], path: str | Path
     items = list(conditions.items())
     spec = select_nodes([c for _, c in items], max_nodes)
     scale = layer_scales([c for _, c in items])
-    plt, fig, axes = _figure(1, len(items))
+    fig, axes = _figure(1, len(items))
     for ax, (title, acts) in zip(axes[0], items):
         draw_graph(build_graph(acts, spec, edges_per_layer=edges_per_layer), ax, title=title, scale=scale)
-    _legend(fig, plt, False)
-    return _save(fig, plt, path)
+    _legend(fig, False)
+    return _save(fig, path)
 
 
 def difference_values(a: DenseActivations, b: DenseActivations) -> list[np.ndarray]:
@@ -64,11 +60,11 @@ def plot_difference(a: DenseActivations, b: DenseActivations, path: str | Path, 
     """Node colour = change of mean activation from `a` to `b` (diverging); edges are `b`'s."""
     diff = difference_values(a, b)
     spec = select_nodes([a, b], max_nodes)
-    plt, fig, axes = _figure(1, 1)
+    fig, axes = _figure(1, 1)
     g = build_graph(b, spec, edges_per_layer=edges_per_layer, node_values=diff)
     draw_graph(g, axes[0, 0], title=title, scale=layer_scales([], values=[diff]), diverging=True)
-    _legend(fig, plt, True)
-    return _save(fig, plt, path)
+    _legend(fig, True)
+    return _save(fig, path)
 
 
 def plot_defense_grid(original: tuple[DenseActivations, DenseActivations],
@@ -80,7 +76,7 @@ def plot_defense_grid(original: tuple[DenseActivations, DenseActivations],
     rows = [("original", original), (defense, defended)]
     diffs = [difference_values(clean, adv) for _, (clean, adv) in rows]
     shared = layer_scales([], values=diffs)  # per layer; widths may differ (the encoder's input)
-    plt, fig, axes = _figure(2, 3)
+    fig, axes = _figure(2, 3)
     for r, ((name, (clean, adv)), diff) in enumerate(zip(rows, diffs)):
         spec = select_nodes([clean, adv], max_nodes)
         scale = layer_scales([clean, adv])
@@ -90,5 +86,5 @@ def plot_defense_grid(original: tuple[DenseActivations, DenseActivations],
                    title=f"{name}: {attack}", scale=scale)
         draw_graph(build_graph(adv, spec, edges_per_layer=edges_per_layer, node_values=diff), axes[r, 2],
                    title=f"{name}: change", scale=shared, diverging=True)
-    _legend(fig, plt, False)
-    return _save(fig, plt, path)
+    _legend(fig, False)
+    return _save(fig, path)

@@ -2,12 +2,12 @@
 from advkeras.errors import ModelError
 from advkeras.models.checks import check_images, check_logits
 from advkeras.models.io import load_model, save_model
-from advkeras.models.layers import CaffePreprocess
+from advkeras.models.layers import CaffePreprocess, Jitter
 from advkeras.models.parts import activation_model, compose, get_part, get_parts, layer_names
 from advkeras.models.training import (TrainResult, evaluate_classifier, fit_on_dataset, predict_logits,
                                        split_dataset, train_classifier)
 from advkeras.models.zoo import BACKBONES, build_classifier, build_dnn
 
-__all__ = ["BACKBONES", "CaffePreprocess", "ModelError", "TrainResult", "activation_model", "build_classifier",
+__all__ = ["BACKBONES", "CaffePreprocess", "Jitter", "ModelError", "TrainResult", "activation_model", "build_classifier",
            "build_dnn", "check_images", "check_logits", "compose", "evaluate_classifier", "fit_on_dataset", "get_part", "get_parts",
            "layer_names", "load_model", "predict_logits", "save_model", "split_dataset", "train_classifier"]

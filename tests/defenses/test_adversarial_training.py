@@ -37,22 +37,24 @@ def test_retraining_on_fgsm_adversarials_recovers_them(mnist_model, mnist_splits
     train, val, test = mnist_splits
     w0 = [w.copy() for w in mnist_model.get_weights()]
     res = adversarial_retraining(mnist_model, train.subset(np.arange(600)), val.subset(np.arange(150)),
-                                 attacks=("fgsm",), eps=0.15, epochs=3, seed=0)
+                                 attacks=("fgsm",), eps=0.15, epochs=6, seed=0)
     assert res.info["n_train"] == 1200 and set(res.info["attacks"]) == {"fgsm"}
     assert [l.name for l in res.model.layers[1:]] == ["cnn", "dnn"]
     assert all(np.array_equal(a, b) for a, b in zip(w0, mnist_model.get_weights()))
     adv = generate(mnist_model, test.x[:200], test.y[:200], "fgsm", eps=0.15, backend="native", progress=False)
     fooled = adv.success & (adv.pred_clean == adv.y)
     recovered = (predict_logits(res.model, adv.clipped[fooled]).argmax(1) == adv.y[fooled]).mean()
-    # Fine-tuning on clean images alone already recovers some (0.13-0.26 over model seeds 0-6, against
-    # 0.18-0.40 with the adversarials), so the adversarials must do better than the same run without them.
+    # Fine-tuning on clean images alone already recovers some, so the adversarials must do clearly better than
+    # the same run without them. Measured on the 91 fooled test digits with retraining seeds 0-2, 6 epochs:
+    # recovered 0.418/0.396/0.407 against 0.187/0.143/0.198 for clean fine-tuning (3 epochs: only 0.19-0.24
+    # against 0.12-0.14, too close to tell apart).
     small = train.subset(np.arange(600))
     clean = clone_classifier(mnist_model)
     train_classifier(clean, Dataset(np.concatenate([small.x] * 2), np.concatenate([small.y] * 2), None,
-                                    small.class_names, small.name), val.subset(np.arange(150)), epochs=3,
-                     learning_rate=5e-4, patience=3, seed=0)
+                                    small.class_names, small.name), val.subset(np.arange(150)), epochs=6,
+                     learning_rate=5e-4, patience=6, seed=0)
     baseline = (predict_logits(clean, adv.clipped[fooled]).argmax(1) == adv.y[fooled]).mean()
-    assert fooled.sum() >= 20 and recovered > max(baseline, 0.15)
+    assert fooled.sum() >= 50 and recovered > 0.3 and recovered > baseline + 0.12, (recovered, baseline)
 
 
 def test_bad_arguments_are_refused(mnist_model, mnist_splits):

@@ -91,6 +91,15 @@ def test_prediction_alarm_counts_confidence_drops(classifier, patches):
     out_down = query(model, down, "eve")  # compared with both earlier queries, both had a higher p[top]
     assert out_down["probabilities"][0, top] < p0[top]
     assert out_down["distance_alarm"][0] == 2 and out_down["prediction_alarm"][0] == 2
+    # alarm_on="confidence_drop": the close query that raised confidence is let through, the one that lowered it
+    # is not; drop_margin sets by how much it must have fallen
+    for margin, expected in ((0.0, True), (1.0, False)):
+        strict = _defended(classifier, alarm_on="confidence_drop", drop_margin=margin)
+        query(strict, x, "eve")
+        assert not query(strict, up, "eve")["alarm"][0]
+        assert query(strict, down, "eve")["alarm"][0] == expected
+    with pytest.raises(InputError, match="alarm_on"):
+        _defended(classifier, alarm_on="nope")
 
 
 def test_actions_flag_flip_block(classifier, patches):

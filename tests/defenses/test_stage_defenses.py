@@ -33,14 +33,16 @@ def test_stage_builds_evaluates_and_saves_the_configured_defenses(mnist_model, m
         assert sum(not v["adaptive"] for v in runs.values()) == 2 + 1 + 3
         kinds = sorted(v["kind"] for v in runs.values() if v["adaptive"])
         assert kinds == sorted(["white-box", "score-based", "transfer"] + (["bpda"] if r["defense"] == "middle-ae" else []))
-        assert r["adaptive"] and r["worst_case_success"] >= r["non_adaptive_worst_case_success"]
+        assert r["adaptive"] and r["attacks_run"] == len(runs)
+        assert r["non_adaptive_worst_case_success"] == max(v["success"] for v in runs.values() if not v["adaptive"])
         assert r["worst_case_ci"][0] <= r["worst_case_success"] <= r["worst_case_ci"][1]
         assert set(r["sanity_checks"]["checks"]) == {"large_budget", "iterative_vs_single_step", "whitebox_vs_transfer"}
         assert sum(r["n_eval_per_class"].values()) == r["n_eval"] == 30
     assert m["eval_set"]["n"] == 30 and len(m["eval_set"]["per_class"]) == 10
     enc = [r for r in ctx.metrics["detector_summary"] if r["detector"] == "encoder disagreement"]
     adaptive = [r for r in enc if r.get("adaptive")]
-    assert len(adaptive) == 1 and 0 <= adaptive[0]["evasion_success"] <= 1 and adaptive[0]["n_attacked"] > 0
+    assert len(adaptive) == 1 and adaptive[0]["n_attacked"] > 0
+    assert adaptive[0]["binary_evasion_k"] >= 0 and adaptive[0]["auc"] is None  # only the 5 % threshold was attacked
     assert all(r["adaptive_eps"] == 0.1 and r["adaptive_tpr_at_5"] == adaptive[0]["tpr_at_5"] for r in enc
                if not r.get("adaptive"))
     assert {f.split("/")[0] for f in ctx.figures} == {"defenses"}

@@ -142,8 +142,14 @@ def test_detection_verdict_prefers_a_detector_whose_threshold_held():
 def test_an_adaptive_attack_that_gets_past_a_detector_decides_its_verdict():
     plain = {"detector": "d", "attack": "pgd@0.0157", "eps": 4 / 255, "tpr_at_5": 0.95, "n_adv": 60,
              "fpr_reached": 0.05, "fpr_reached_ci": [0.02, 0.09], "calibration_enough": True, "n_clean": 200}
-    assert detection_risk([plain])[0]["level"] == "low"
-    assert "Not adaptive" in detection_risk([plain])[0]["reason"]
+    alone = detection_risk([plain])[0]
+    assert alone["level"] == "medium" and "Not adaptive" in alone["reason"]  # an upper bound cannot be low
+    strong = {**plain, "attack": "adaptive@0.0157", "tpr_at_5": 0.97, "adaptive": True, "evasion_success": 0.01,
+              "evasion_ci": [0.0, 0.05], "n_attacked": 80}
+    assert detection_risk([plain, strong])[0]["level"] == "low"
+    # a detector attacked adaptively outranks one that scores higher only because nobody attacked it
+    other = {**plain, "detector": "unattacked", "tpr_at_5": 0.99}
+    assert detection_risk([plain, strong, other])[0]["detector"] == "d"
     adaptive = {**plain, "attack": "adaptive (detector-aware PGD)@0.0157", "tpr_at_5": 0.40, "adaptive": True,
                 "evasion_success": 0.3, "evasion_ci": [0.2, 0.42], "n_attacked": 80}
     verdict = detection_risk([plain, adaptive])[0]

@@ -34,6 +34,7 @@ from advkeras.defenses.prediction_similarity.metrics import METRICS, REPRESENTAT
 from advkeras.errors import InputError
 
 ACTIONS = ("flag", "flip", "block")
+ALARM_ON = ("distance", "confidence_drop")
 SCOPES = ("user", "global")
 NO_HISTORY = float(np.finfo(np.float32).max)  # min_distance when the user has no earlier query
 _NEVER = np.iinfo(np.int64).max  # first_alarm value of a slot that never alarmed
@@ -52,7 +53,10 @@ class PredictionSimilarity(tf.keras.layers.Layer):
     - `prediction_alarm`: how many of those close earlier queries had a higher top-class probability
       (by more than `drop_margin`) for their top class than this query has: the attacker pushing it down;
     - `match_distance`: distance to the `min_matches`-th closest earlier image (what calibration uses);
-    - `alarm`: `distance_alarm >= min_matches`;
+    - `alarm`: `distance_alarm >= min_matches` (`alarm_on="distance"`, the default), or
+      `prediction_alarm >= min_matches` (`alarm_on="confidence_drop"`: only close queries that also lowered the
+      answer's confidence count, which spares benign users who re-send one image and catches the untargeted
+      attacker, who must push the top class down);
     - `adversarial_probability`: share of the user's stored recent queries that are closer than the
       threshold (a heuristic score in [0, 1], 0 for a new user);
     - `probabilities`/`label`: the answer after `action` on alarmed queries: `flag` leaves it unchanged,
@@ -65,8 +69,10 @@ class PredictionSimilarity(tf.keras.layers.Layer):
     def __init__(self, *, metric: str = "mse", threshold: float | None = None, min_matches: int = 1,
                  drop_margin: float = 0.0, action: str = "flag", scope: str = "user", n_slots: int = 256,
                  history: int = 32, representation: str = "thumbnail", thumbnail_size: int = 16,
-                 spectrum_size: int = 13, **kwargs: Any):
+                 spectrum_size: int = 13, alarm_on: str = "distance", **kwargs: Any):
         super().__init__(**kwargs)
+        if alarm_on not in ALARM_ON:
+            raise InputError(f"unknown alarm_on {alarm_on!r}; choose one of {', '.join(ALARM_ON)}.")
         if metric not in METRICS:
             raise InputError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}.")
         if action not in ACTIONS:
@@ -92,6 +98,7 @@ class PredictionSimilarity(tf.keras.layers.Layer):
         self.history, self.thumbnail_size = int(history), int(thumbnail_size)
         self.representation, self.spectrum_size, self.side = representation, int(spectrum_size), int(side)
         self.initial_threshold = threshold
+        self.alarm_on = alarm_on
         self.n_rings = self.n_slots if scope == "user" else 1
 
     # ---- state -------------------------------------------------------------------------------------
@@ -117,10 +124,6 @@ class PredictionSimilarity(tf.keras.layers.Layer):
         self.queries = weight("queries", (), tf.int64)
         self.alarms = weight("alarms", (), tf.int64)
         super().build(input_shape)
-
-    def state_weights(self) -> list[tf.Variable]:
-        """Every state variable (history and counters), threshold included."""
-        return [w for w in self.weights]
 
     def get_state(self) -> dict[str, np.ndarray]:
         """The history, counters and threshold as numpy arrays keyed by weight name."""
@@ -175,7 +178,7 @@ class PredictionSimilarity(tf.keras.layers.Layer):
         smallest = -tf.math.top_k(-dist, k=self.min_matches).values  # B x min_matches, ascending
         min_d = _finite(smallest[:, 0])
         match_d = _finite(smallest[:, -1])
-        alarm = n_close >= self.min_matches
+        alarm = (n_close if self.alarm_on == "distance" else n_dropped) >= self.min_matches
         n_valid = tf.reduce_sum(tf.cast(valid, tf.float32), axis=1)
         adv_prob = tf.cast(n_close, tf.float32) / tf.maximum(n_valid, 1.0)
 
@@ -237,7 +240,7 @@ class PredictionSimilarity(tf.keras.layers.Layer):
                 "min_matches": self.min_matches, "drop_margin": self.drop_margin, "action": self.action,
                 "scope": self.scope, "n_slots": self.n_slots, "history": self.history,
                 "representation": self.representation, "thumbnail_size": self.thumbnail_size,
-                "spectrum_size": self.spectrum_size}
+                "spectrum_size": self.spectrum_size, "alarm_on": self.alarm_on}
 
 
 def _rank_in_group(keys: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

@@ -89,6 +89,8 @@ class _AsUsers(tf.keras.layers.Layer):
     def __init__(self, defended: tf.keras.Model, ids: list[str], rotate_ids: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.defended, self.ids, self.rotate_ids = defended, list(ids), rotate_ids
+
+    def build(self, input_shape) -> None:
         p = len(self.ids)
         zeros = tf.keras.initializers.Zeros()
         self.calls = self.add_weight(name="calls", shape=(), dtype=tf.int64, initializer=zeros, trainable=False)
@@ -98,6 +100,7 @@ class _AsUsers(tf.keras.layers.Layer):
                                               trainable=False)
         self.process_first_alarm = self.add_weight(name="first_alarm", shape=(p,), dtype=tf.int64,
                                                    initializer=tf.keras.initializers.Constant(0), trainable=False)
+        super().build(input_shape)
 
     def call(self, image):
         n, p = tf.shape(image)[0], len(self.ids)

@@ -7,6 +7,7 @@ import tensorflow as tf
 from scipy.ndimage import median_filter
 from sklearn.base import BaseEstimator
 
+from advkeras.detectors.sklearn_compat import DetectorEstimatorMixin, require_fitted
 from advkeras.errors import InputError
 from advkeras.evaluation.detection import threshold_at_fpr
 from advkeras.models import check_images, check_logits, predict_logits
@@ -29,13 +30,15 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(1, keepdims=True)
 
 
-class FeatureSqueezing(BaseEstimator):
+class FeatureSqueezing(DetectorEstimatorMixin, BaseEstimator):
     """Score = max over squeezers of ||softmax(f(x)) - softmax(f(squeeze(x)))||_1; the threshold is
     set on clean images only, at false-positive rate `fpr` (the paper's 5 %).
 
     Defaults follow the paper: 1-bit depth for grey (MNIST) images and 5 bits for colour, median
-    2 x 2. Learned: ``threshold_``.
+    2 x 2. Learned: ``threshold_``; every score needs `fit` first.
     """
+
+    _shared_params = ("model",)
 
     def __init__(self, model: tf.keras.Model, *, bits: int | None = None, median_size: int = 2,
                  fpr: float = 0.05, batch_size: int = 256):
@@ -51,7 +54,15 @@ class FeatureSqueezing(BaseEstimator):
             out.append(lambda a: median_smooth(a, self.median_size))
         return out
 
+    def _check_fitted(self) -> None:
+        require_fitted(self, "threshold_", "call fit(clean_images) first to calibrate the threshold.")
+
     def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """Largest L1 gap between the softmax of an image and of its squeezed copies (higher: more suspect)."""
+        self._check_fitted()
+        return self._gaps(X)
+
+    def _gaps(self, X: np.ndarray) -> np.ndarray:
         check_logits(self.model)
         x = check_images(X, self.model, name="images")
         p = _softmax(predict_logits(self.model, x, self.batch_size))
@@ -65,6 +76,7 @@ class FeatureSqueezing(BaseEstimator):
         attacker descends (advkeras.adaptive)."""
         from advkeras.adaptive.bpda import straight_through  # the adaptive package imports the detectors
 
+        self._check_fitted()
         p = tf.nn.softmax(self.model(x, training=False))
         gaps = []
         for squeeze in self._squeezers(int(x.shape[-1])):
@@ -73,14 +85,13 @@ class FeatureSqueezing(BaseEstimator):
             gaps.append(tf.reduce_sum(tf.abs(p - tf.nn.softmax(self.model(sq, training=False))), axis=1))
         return tf.reduce_max(tf.stack(gaps), axis=0)
 
-    def fit(self, X_clean: np.ndarray, y: np.ndarray | None = None) -> "FeatureSqueezing":
-        """Calibrate the threshold on clean images (no adversarials needed)."""
-        if not len(X_clean):
+    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> "FeatureSqueezing":
+        """Calibrate the threshold on clean images `X` (no adversarials needed; `y` is ignored)."""
+        if not len(X):
             raise InputError("feature squeezing needs clean images to calibrate its threshold.")
-        self.threshold_ = threshold_at_fpr(self.decision_function(X_clean), self.fpr)
+        self.threshold_ = threshold_at_fpr(self._gaps(X), self.fpr)
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        if not hasattr(self, "threshold_"):
-            raise InputError("call fit(clean_images) first to calibrate the threshold.")
+        """1 for adversarial (score above the calibrated threshold), 0 for clean."""
         return (self.decision_function(X) > self.threshold_).astype(np.int64)

@@ -13,6 +13,7 @@ import tensorflow as tf
 from sklearn.base import BaseEstimator, TransformerMixin
 from tqdm.auto import tqdm
 
+from advkeras.detectors.sklearn_compat import DetectorEstimatorMixin, require_fitted, require_model
 from advkeras.errors import InputError, ModelError
 from advkeras.models import activation_model, check_images, get_parts, layer_names
 
@@ -49,12 +50,17 @@ def _describe(acts: tf.Tensor) -> tf.Tensor:
     return sq / tf.maximum(norm, 1e-12)
 
 
-class NeuronDescriptors(TransformerMixin, BaseEstimator):
+class NeuronDescriptors(DetectorEstimatorMixin, TransformerMixin, BaseEstimator):
     """Images -> per-neuron descriptors (N x m); with `append_prediction` the model's predicted
     class is appended as a last column, which is what `RelevantNeuronDetector` expects.
 
-    The Keras model is used, never changed; `fit` only resolves the layers and neuron names.
+    The Keras model is used, never changed; `fit` only resolves the layers and neuron names (it needs
+    no data), and `transform` needs it first. Learned: ``layers_``, ``layer_sizes_``, ``neuron_names_``,
+    ``n_neurons_``. A pickled copy carries its model (Keras models pickle as .keras bytes).
     """
+
+    _shared_params = ("model",)
+    _transient = ("_extractor",)  # a Keras graph over the model's layers: rebuilt from layers_ on use
 
     def __init__(self, model: tf.keras.Model, *, layers: Sequence[str] | None = None,
                  append_prediction: bool = False, batch_size: int = 128, progress: bool = False):
@@ -65,20 +71,32 @@ class NeuronDescriptors(TransformerMixin, BaseEstimator):
         self.progress = progress
 
     def fit(self, X: np.ndarray | None = None, y: np.ndarray | None = None) -> "NeuronDescriptors":
+        """Resolve the layers to describe and name their neurons; `X` and `y` are ignored (sklearn signature)."""
         self.layers_ = list(self.layers) if self.layers is not None else neuron_layers(self.model)
-        acts = activation_model(self.model, self.layers_)
-        outputs = list(acts.outputs)
-        if self.append_prediction:
-            outputs.append(self.model(acts.input))
-        self._extractor = tf.keras.Model(acts.input, outputs)
-        self.layer_sizes_ = [int(t.shape[-1]) for t in acts.outputs]
+        self._extractor = self._build_extractor()
+        self.layer_sizes_ = [int(t.shape[-1]) for t in self._extractor.outputs[:len(self.layers_)]]
         self.neuron_names_ = np.array([f"{name}:{i}" for name, size in zip(self.layers_, self.layer_sizes_)
                                        for i in range(size)])
         self.n_neurons_ = int(sum(self.layer_sizes_))
         return self
 
+    def _build_extractor(self) -> tf.keras.Model:
+        model = require_model(self)
+        acts = activation_model(model, self.layers_)
+        outputs = list(acts.outputs)
+        if self.append_prediction:
+            outputs.append(model(acts.input))
+        return tf.keras.Model(acts.input, outputs)
+
+    def _get_extractor(self) -> tf.keras.Model:
+        require_fitted(self, ["layers_", "n_neurons_"], "call fit() first (it needs no data: it resolves the "
+                                                        "layers to describe).")
+        if getattr(self, "_extractor", None) is None:  # after unpickling
+            self._extractor = self._build_extractor()
+        return self._extractor
+
     def _batch(self, x: np.ndarray) -> np.ndarray:
-        out = self._extractor(x, training=False)
+        out = self._get_extractor()(x, training=False)
         out = list(out) if isinstance(out, (list, tuple)) else [out]
         n = len(self.layers_)
         parts = [_describe(a).numpy() for a in out[:n]]
@@ -89,17 +107,15 @@ class NeuronDescriptors(TransformerMixin, BaseEstimator):
     def tf_descriptors(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """(descriptors without the prediction column, logits) in TF ops, differentiable in `x`: what an
         adaptive attacker follows through a surrogate of the detector (advkeras.adaptive.surrogates)."""
-        if not hasattr(self, "_extractor"):
-            self.fit()
-        out = self._extractor(x, training=False)
+        out = self._get_extractor()(x, training=False)
         out = list(out) if isinstance(out, (list, tuple)) else [out]
         n = len(self.layers_)
         logits = out[n] if self.append_prediction else self.model(x, training=False)
         return tf.concat([_describe(a) for a in out[:n]], axis=1), logits
 
     def transform(self, X: np.ndarray) -> np.ndarray:
-        if not hasattr(self, "_extractor"):
-            self.fit()
+        """Descriptors of images `X` (N x n_neurons_, plus the predicted class with `append_prediction`)."""
+        self._get_extractor()  # fitted? (a clear error before any image checks)
         x = check_images(X, self.model, name="images")
         width = self.n_neurons_ + int(self.append_prediction)
         if not len(x):
@@ -107,13 +123,6 @@ class NeuronDescriptors(TransformerMixin, BaseEstimator):
         steps = range(0, len(x), self.batch_size)
         return np.concatenate([self._batch(x[i:i + self.batch_size])
                                for i in tqdm(steps, desc="descriptors", disable=not self.progress, leave=False)])
-
-    def __getstate__(self) -> dict:
-        # Keras graphs do not pickle; the model travels separately (it is the user's file).
-        state = dict(self.__dict__)
-        state.pop("_extractor", None)
-        state["model"] = None
-        return state
 
 
 def layer_slices(sizes: Sequence[int]) -> list[slice]:

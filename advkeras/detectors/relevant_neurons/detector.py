@@ -10,13 +10,14 @@ from sklearn.ensemble import RandomForestClassifier
 
 from advkeras.detectors.relevant_neurons.descriptors import split_prediction
 from advkeras.detectors.relevant_neurons.neuron_sets import SET_NAMES, RelevantNeuronSets
+from advkeras.detectors.sklearn_compat import DetectorEstimatorMixin, require_fitted
 from advkeras.errors import DataError, InputError
 from advkeras.evaluation.detection import threshold_at_fpr
 
 _FORMAT = "advkeras.relevant_neurons/1"
 
 
-class RelevantNeuronDetector(ClassifierMixin, BaseEstimator):
+class RelevantNeuronDetector(DetectorEstimatorMixin, ClassifierMixin, BaseEstimator):
     """Clean (0) vs adversarial (1) from the descriptors of the neurons in one relevant set.
 
     X is what ``NeuronDescriptors(model, append_prediction=True)`` returns: descriptors plus the
@@ -27,6 +28,9 @@ class RelevantNeuronDetector(ClassifierMixin, BaseEstimator):
     Learned: ``sets_``, ``mask_`` (C x m), ``columns_`` (neurons fed to the forest), ``forest_``,
     ``oob_clean_scores_`` and ``threshold_`` (score threshold at `fpr` on those out-of-bag scores).
     """
+
+    # fitted sets are given to be reused as they are: sklearn's clone would hand the copy unfitted sets
+    _shared_params = ("sets",)
 
     def __init__(self, mu: float = 10.0, *, neuron_set: str = "shared", use_label: bool = True,
                  n_estimators: int = 1000, sets: RelevantNeuronSets | None = None, fpr: float = 0.05,
@@ -41,6 +45,8 @@ class RelevantNeuronDetector(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> "RelevantNeuronDetector":
+        """Select the relevant neurons (or reuse `sets`) and fit the forest on descriptors `X` (prediction
+        column last) labelled `y`: 0 for clean, 1 for adversarial."""
         if self.neuron_set not in SET_NAMES:
             raise InputError(f"unknown neuron_set {self.neuron_set!r}; choose one of: {', '.join(SET_NAMES)}.")
         D, pred = split_prediction(X)
@@ -48,6 +54,8 @@ class RelevantNeuronDetector(ClassifierMixin, BaseEstimator):
         if set(np.unique(y)) != {0, 1}:
             raise InputError("y must mark clean samples 0 and adversarial samples 1, and hold both.")
         if self.sets is not None:
+            require_fitted(self.sets, "n_neurons_", "fit the RelevantNeuronSets given as sets= before fitting "
+                                                    "the detector, or pass sets=None to fit them here.")
             if self.sets.n_neurons_ != D.shape[1]:
                 raise InputError(f"the given sets describe {self.sets.n_neurons_} neurons, X has {D.shape[1]}.")
             self.sets_ = self.sets
@@ -79,8 +87,7 @@ class RelevantNeuronDetector(ClassifierMixin, BaseEstimator):
         return F
 
     def _check(self, X: np.ndarray) -> np.ndarray:
-        if not hasattr(self, "forest_"):
-            raise InputError("this detector is not fitted yet; call fit(X, y) first.")
+        require_fitted(self, ["forest_", "mask_"], "call fit(X, y) first.")
         D, pred = split_prediction(X)
         if D.shape[1] != self.mask_.shape[1]:
             raise InputError(f"X describes {D.shape[1]} neurons but the detector was fitted on "
@@ -93,6 +100,7 @@ class RelevantNeuronDetector(ClassifierMixin, BaseEstimator):
         return self._check(X)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Forest class probabilities, columns (clean, adversarial)."""
         F = self._check(X)
         return self.forest_.predict_proba(F)
 

@@ -32,10 +32,6 @@ class AttackSpec:
     def label(self) -> str:
         return self.name if self.eps is None else f"{self.name}@{self.eps:g}"
 
-    @classmethod
-    def from_dict(cls, d: dict | str) -> "AttackSpec":
-        return cls(d) if isinstance(d, str) else cls(**d)
-
 
 @dataclass
 class DetectionSet:

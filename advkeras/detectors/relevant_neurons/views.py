@@ -5,14 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import matplotlib
+import numpy as np
+from scipy.stats import gaussian_kde
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from scipy.stats import gaussian_kde  # noqa: E402
-
-from advkeras.errors import InputError  # noqa: E402
+from advkeras.errors import InputError
+from advkeras.plotting import subplots
 
 
 def centroid_distances(D_ref: np.ndarray, labels_ref: np.ndarray, D: np.ndarray, labels: np.ndarray,
@@ -55,7 +52,7 @@ def plot_centroid_kde(D_ref: np.ndarray, labels_ref: np.ndarray, D_clean: np.nda
     if D_clean.shape[1] != relevant.shape[1]:
         raise InputError(f"descriptors have {D_clean.shape[1]} neurons, the mask {relevant.shape[1]}.")
     panels = {"all neurons": None, "relevant neurons": relevant, "random neurons": random_mask(relevant, seed)}
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    fig, axes = subplots(1, 3, figsize=(12, 3.2))
     summary = {}
     for ax, (name, mask) in zip(axes, panels.items()):
         dc = centroid_distances(D_ref, labels_ref, D_clean, labels_clean, mask)
@@ -71,7 +68,6 @@ def plot_centroid_kde(D_ref: np.ndarray, labels_ref: np.ndarray, D_clean: np.nda
         fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return summary
 
 
@@ -81,7 +77,7 @@ def plot_gradcam_pairs(x_clean: np.ndarray, x_adv: np.ndarray, cams: dict[str, t
     adversarial images. `cams` maps a column title to (clean maps, adversarial maps)."""
     n = len(x_clean)
     cols = 2 + 2 * len(cams)
-    fig, axes = plt.subplots(n, cols, figsize=(1.8 * cols, 1.9 * n), squeeze=False)
+    fig, axes = subplots(n, cols, figsize=(1.8 * cols, 1.9 * n), squeeze=False)
     grey = x_clean.shape[-1] == 1
     for i in range(n):
         show = [(x_clean[i], "clean"), (x_adv[i], "adversarial")]
@@ -102,7 +98,6 @@ def plot_gradcam_pairs(x_clean: np.ndarray, x_adv: np.ndarray, cams: dict[str, t
             axes[i, 0].text(0, -2, captions[i], fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return Path(path)
 
 
