@@ -125,12 +125,6 @@ class NeuronDescriptors(DetectorEstimatorMixin, TransformerMixin, BaseEstimator)
                                for i in tqdm(steps, desc="descriptors", disable=not self.progress, leave=False)])
 
 
-def layer_slices(sizes: Sequence[int]) -> list[slice]:
-    """Column ranges of each layer inside the concatenated descriptor."""
-    ends = np.cumsum([0] + list(sizes))
-    return [slice(int(a), int(b)) for a, b in zip(ends[:-1], ends[1:])]
-
-
 def split_prediction(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(descriptors, predicted class) from a matrix made with ``append_prediction=True``."""
     X = np.asarray(X)
