@@ -18,6 +18,7 @@ from advkeras.data.sampling import composition
 from advkeras.evaluation.risk import eps_label, verdict_eps
 from advkeras.evaluation.sanity import sanity_checks
 from advkeras.data import load_dataset
+from advkeras.errors import InputError
 from advkeras.models import evaluate_classifier, load_model, save_model, split_dataset, train_classifier
 from advkeras.models.zoo import build_classifier, default_backbone
 
@@ -37,6 +38,7 @@ def stage_model(ctx: RunContext) -> None:
     cfg = ctx.config
     if cfg.get("model"):
         ctx.model = load_model(cfg["model"])
+        _check_fits_data(ctx.model, ctx.train, str(cfg["model"]))
         source = {"loaded": str(cfg["model"])}
     else:
         ds = ctx.train
@@ -51,6 +53,15 @@ def stage_model(ctx: RunContext) -> None:
     ctx.metrics["model"] = {**source, "name": ctx.model.name, "params": int(ctx.model.count_params()),
                             "test": evaluate_classifier(ctx.model, ctx.test)}
     log.info("held-out accuracy: %.3f", ctx.metrics["model"]["test"]["accuracy"])
+
+
+def _check_fits_data(model, ds, path: str) -> None:
+    """A loaded model must take the data's images and predict its classes, or nothing after makes sense."""
+    expected, n_classes = tuple(model.input_shape[1:]), int(model.output_shape[-1])
+    if tuple(ds.input_shape) != expected or n_classes != ds.n_classes:
+        raise InputError(f"{path} takes images of shape {expected} and predicts {n_classes} classes, but data "
+                         f"{ds.name!r} has images of shape {tuple(ds.input_shape)} and {ds.n_classes} classes; pass a "
+                         "model trained on this data (or the data it was trained on).")
 
 
 def stage_attacks(ctx: RunContext) -> None:

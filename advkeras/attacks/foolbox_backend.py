@@ -6,6 +6,8 @@ adversarials. Every default is in the class's `__repr__` and in `AttackResult.pa
 """
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import tensorflow as tf
 
@@ -93,6 +95,18 @@ def _starting_points(model: tf.keras.Model, pool: np.ndarray, target: np.ndarray
     return start
 
 
+def _check_params(name: str, fb_class: str, params: dict) -> None:
+    """Refuse parameters foolbox's class does not take, naming those it does (a typo is otherwise a TypeError)."""
+    import foolbox as fb
+
+    signature = inspect.signature(getattr(fb.attacks, fb_class).__init__).parameters.values()
+    accepted = {v.name for v in signature if v.kind in (v.KEYWORD_ONLY, v.POSITIONAL_OR_KEYWORD)} - {"self"}
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        raise InputError(f"{name} (foolbox {fb_class}) has no parameter {', '.join(map(repr, unknown))}; it takes: "
+                         f"{', '.join(sorted(accepted)) or 'none'}.")
+
+
 def _foolbox(name: str, fb_class: str, doc: str, *, norm: str = "linf", targeted_ok: bool = True,
              eps_required: bool = True, counts_queries: bool = False, needs_starting_points: bool = False,
              madry_step: bool = False, **defaults) -> type[FoolboxAttack]:
@@ -103,6 +117,7 @@ def _foolbox(name: str, fb_class: str, doc: str, *, norm: str = "linf", targeted
     """
 
     def __init__(self, **params):
+        _check_params(name, fb_class, params)
         params = {**defaults, **params}
         if madry_step and params.get("abs_stepsize") is None:
             params["rel_stepsize"] = rel_stepsize_for(params["steps"], params.get("rel_stepsize"))

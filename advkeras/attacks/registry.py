@@ -1,6 +1,8 @@
 """Attack names -> classes per backend, and the one entry point `generate`."""
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import tensorflow as tf
 
@@ -38,9 +40,22 @@ def get_attack(name: str, backend: str | None = None, **params) -> Attack:
     backends = [backend] if backend else [b for b in DEFAULT_BACKEND if b in REGISTRY] + list(REGISTRY)
     for b in backends:
         if name in REGISTRY[b]:
-            return REGISTRY[b][name](**params)
+            return _build(REGISTRY[b][name], name, b, params)
     have = [b for b in REGISTRY if name in REGISTRY[b]]
     raise InputError(f"attack {name!r} is not available with backend {backend!r}; it is with: {', '.join(have)}.")
+
+
+def _build(cls: type[Attack], name: str, backend: str, params: dict) -> Attack:
+    """The attack with `params`, refusing names its class does not take (a typo would otherwise be a TypeError)."""
+    signature = inspect.signature(cls.__init__).parameters.values()
+    if any(v.kind is v.VAR_KEYWORD for v in signature):
+        return cls(**params)  # takes any keyword: its own checks apply
+    accepted = {v.name for v in signature if v.kind is v.KEYWORD_ONLY}
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        raise InputError(f"{name} ({backend}) has no parameter {', '.join(map(repr, unknown))}; it takes: "
+                         f"{', '.join(sorted(accepted)) or 'none'}.")
+    return cls(**params)
 
 
 def generate(model: tf.keras.Model, x: np.ndarray, y: np.ndarray, attack: str = "pgd", *,
