@@ -85,7 +85,9 @@ def target_for(detector, calibration_x: np.ndarray, *, name: str | None = None, 
     """A `DetectorTarget` from a fitted detector that scores images: its `score_samples` (feature responses) or
     `decision_function` (higher: more suspect), thresholded at `fpr` on clean `calibration_x`, with its
     `differentiable_score` when it has one. A relevant-neuron detector scores descriptors, not images: pass the
-    `NeuronDescriptors` that made them as `descriptors`."""
+    `NeuronDescriptors` that made them as `descriptors`. Scores must grow with suspicion (advkeras detectors do;
+    scikit-learn's outlier detectors score normality: wrap their negation in a `DetectorTarget`). The threshold is
+    recomputed from `calibration_x`: pass the images the detector's own threshold was set on to attack that one."""
     score = getattr(detector, "score_samples", None) or getattr(detector, "decision_function", None)
     if not callable(score):
         raise InputError(f"{type(detector).__name__} has no score: an adaptive attack needs a detector with "

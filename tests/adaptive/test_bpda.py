@@ -77,3 +77,7 @@ def test_eot_detects_and_averages_a_randomised_model(mnist_model, correct_digits
     assert spread_eot < spread_one / 2  # the mean of 16 draws varies about 4x less
     with pytest.raises(InputError, match="at least 2 draws"):
         eot_model(noisy, samples=1)
+    runs = defense_battery(noisy, x, np.argmax(mnist_model(x), 1), 0.1, steps=5, restarts=1, eot_samples=4,
+                           square_iterations=0)
+    assert {r["kind"] for r in runs.values()} == {"white-box", "eot"}
+    assert any("EOT over 4 draws" in label for label in runs)
