@@ -7,9 +7,15 @@ import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 
+from advkeras.attacks.art_backend import import_art
 from advkeras.cli import main
 from advkeras.data import load_dataset, load_sample
 from advkeras.models import evaluate_classifier, load_model, split_dataset
+
+# ART's first import reconfigures logging, closing every handler; absl's (made when TensorFlow was imported,
+# on pytest's capture file) then closes that file when this happens inside CliRunner, and pytest fails the
+# test with "I/O operation on closed file". `defend` runs ART's Square attack: import ART here, first.
+import_art()
 
 
 def _write_idx(path, array):
@@ -50,7 +56,7 @@ def test_train_writes_a_model_that_predicts_as_its_metrics_say(digits_dir, tmp_p
     assert [metrics["split"][s]["n"] for s in ("train", "val", "test")] == [len(s) for s in splits]
     assert sum(len(s) for s in splits) == 1500
     # The saved model reproduces the held-out accuracy the metrics report (same split for the same seed);
-    # measured 0.84 after 2 epochs on 1,050 digits (chance: 0.1).
+    # measured 0.836 after 2 epochs on 1,050 digits (seeds 1, 2: 0.823, 0.796; chance: 0.1).
     test = splits[2]
     assert evaluate_classifier(model, test)["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
     assert metrics["test"]["accuracy"] > 0.6 and f"{metrics['test']['accuracy']:.3f}" in output
@@ -111,11 +117,11 @@ def test_defend_online_pgd_trains_a_pgd_model_and_evaluates_it(digits_dir, lenet
     assert "pgd-training" in output and "initial adversarials recovered" in output
     model = load_model(out / "defenses" / "pgd-training.keras")
     assert [l.name for l in model.layers[1:]] == ["cnn", "dnn"]
-    # Trained, not copied: its weights moved away from the original's, and it still classifies (it answers
-    # like the clean accuracy the metrics report on the held-out digits).
+    # Trained, not copied: its weights moved away from the original's, and it still classifies as well as the
+    # metrics report on the held-out digits (measured 0.898; the original 0.916).
     assert any(not np.allclose(a, b) for a, b in zip(model.get_weights(), mnist_model.get_weights()))
     test = split_dataset(load_dataset(digits_dir), 0)[2]
     acc = evaluate_classifier(model, test)["accuracy"]
-    assert acc == pytest.approx(d["clean_accuracy"]["pgd-training"]) and acc > 0.6
+    assert acc == pytest.approx(d["clean_accuracy"]["pgd-training"]) and acc > 0.8
     for png in ("recovered.png", "new_adversarials.png", "new_adversarial_rates.png"):
         assert (out / "figures" / "defenses" / png).stat().st_size > 5000

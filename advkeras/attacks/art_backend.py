@@ -6,6 +6,8 @@ wrapped to count queries. Defaults are kept small enough for 64 images on two CP
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import warnings
 
 import numpy as np
@@ -21,7 +23,7 @@ from advkeras.errors import InputError
 def import_art():
     """The `art` package, or a clear error naming the extra that installs it."""
     try:
-        with warnings.catch_warnings():  # ART warns on import that PyTorch is missing, which is fine here
+        with warnings.catch_warnings(), _logging_kept():  # ART warns on import that PyTorch is missing: fine here
             warnings.simplefilter("ignore", UserWarning)
             import art  # noqa: F401
             import art.attacks.evasion
@@ -30,6 +32,28 @@ def import_art():
         raise InputError("this attack runs through ART (adversarial-robustness-toolbox 1.19.2), which is not "
                          "installed; install the extra with: pip install advkeras[bench]") from exc
     return art
+
+
+@contextlib.contextmanager
+def _logging_kept():
+    """ART's import runs `logging.config.dictConfig`, which closes every handler of the process (the user's log
+    files, pytest's capture) and disables every existing logger (advkeras' own). Hide the handlers from it and
+    put the loggers back as they were."""
+    handlers, named = logging._handlerList[:], dict(logging._handlers)  # noqa: SLF001 (what dictConfig clears)
+    loggers = {n: (lg.disabled, lg.level, list(lg.handlers)) for n, lg in logging.Logger.manager.loggerDict.items()
+               if isinstance(lg, logging.Logger)}
+    root = logging.getLogger()
+    root_state = (root.level, list(root.handlers))
+    del logging._handlerList[:]  # noqa: SLF001
+    try:
+        yield
+    finally:
+        logging._handlerList[:] = handlers + [h for h in logging._handlerList if h not in handlers]  # noqa: SLF001
+        logging._handlers.update(named)  # noqa: SLF001
+        for n, (disabled, level, hs) in loggers.items():
+            lg = logging.getLogger(n)
+            lg.disabled, lg.level, lg.handlers = disabled, level, hs
+        root.level, root.handlers = root_state
 
 
 def art_classifier(model: tf.keras.Model, counter: QueryCounter):

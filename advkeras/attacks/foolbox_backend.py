@@ -147,7 +147,8 @@ FoolboxCW = _foolbox(
     initial_const=0.01)
 FoolboxBoundary = _foolbox(
     "boundary", "BoundaryAttack", "Boundary attack (Brendel et al.), decision-based, L2; counts queries. "
-    "Default 1000 steps (foolbox: 25000): enough to shrink the noise start a lot, not to converge.",
+    "Default 1000 steps (foolbox: 25000): far from converged (on LeNet/MNIST the L2 distance of the "
+    "noise start shrinks about 20 % in 1000 steps); raise steps for tight adversarials.",
     norm="l2", eps_required=False, counts_queries=True, needs_starting_points=True, steps=1000)
 FoolboxHopSkipJump = _foolbox(
     "hopskipjump", "HopSkipJumpAttack", "HopSkipJump (Chen et al.), decision-based, L2; counts queries. "

@@ -133,3 +133,28 @@ def test_export_with_encoder_disagreement_and_feature_response(tmp_path, mnist_s
     assert out["encoder_disagreement"].numpy().tolist() == expected.tolist() and expected.any()
     entropy = FeatureResponseDetector(clf).entropy(x)
     np.testing.assert_allclose(out["feature_response_entropy"].numpy(), entropy, rtol=1e-4, atol=1e-4)
+
+
+def test_out_of_range_pixels_and_user_id_mismatches_are_refused_and_leave_no_history(exported):
+    base, first, _ = exported
+    loaded = tf.saved_model.load(str(first))  # a fresh copy: its own, empty history
+    serve = loaded.signatures["serving_default"]
+    x = np.load(base / "x.npy")
+    before = history_state(loaded)
+    high, low, nan = x[:1].copy(), x[:1].copy(), x[:1].copy()
+    high[0, 14, 14, 0], low[0, 0, 0, 0], nan[0, 3, 3, 0] = 1.01, -0.01, np.nan  # one pixel out of [0, 1]
+    for image in (high, low, nan):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"image values must be in \[0, 1\]"):
+            serve(image=tf.constant(image), user_id=tf.constant(["eve"]))
+    for images, ids in ((x[:2], ["eve"]), (x[:1], ["eve", "eve"])):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="one string per image"):
+            serve(image=tf.constant(images), user_id=tf.constant(ids))
+    after = history_state(loaded)
+    assert after.keys() == before.keys() and after["queries"] == 0
+    for k in before:
+        np.testing.assert_array_equal(after[k], before[k], err_msg=k)
+    # The same user's first accepted query is the first one its history sees: no earlier image is near it,
+    # although each refused request held (nearly) this very image.
+    out = serve(image=tf.constant(x[:1]), user_id=tf.constant(["eve"]))
+    assert out["alarm"].numpy().tolist() == [False] and int(history_state(loaded)["queries"]) == 1
+    assert out["min_distance"].numpy()[0] > 1e30  # NO_HISTORY: the user had no earlier query
