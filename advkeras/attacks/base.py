@@ -141,8 +141,16 @@ def compiled_forward(model: tf.keras.Model):
     Keras' per-call overhead and stays differentiable under a GradientTape.
     """
     def build(ref):
-        return tf.function(lambda x: ref()(x, training=False), input_signature=[image_spec(model)])
+        return quiet_tracing(tf.function(lambda x: ref()(x, training=False), input_signature=[image_spec(model)]))
     return _FORWARD.get(model, "forward", build)
+
+
+def quiet_tracing(fn):
+    """Silence TF's "triggered tf.function retracing" warning for a function built per model: with its input
+    signature each traces once, but TF counts the traces of every closure of one piece of code together, so
+    attacking five models reads as retracing."""
+    fn._omit_frequent_tracing_warning = True  # noqa: SLF001 (no public switch in TF 2.14)
+    return fn
 
 
 def predict_labels(model: tf.keras.Model, x: np.ndarray, batch_size: int = 128) -> np.ndarray:

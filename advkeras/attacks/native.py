@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from advkeras.attacks.base import Attack, PerModelCache, image_spec
+from advkeras.attacks.base import Attack, PerModelCache, image_spec, quiet_tracing
 from advkeras.attacks.steps import rel_stepsize_for
 from advkeras.errors import InputError
 
@@ -156,7 +156,7 @@ class NativeLinfIterative(Attack):
                 x_start = _random_start(x, eps, seed) if p["random_start"] else x
                 return _signed_steps(net, x, x_start, classes, sign, eps, p["steps"], p["rel_stepsize"] * eps,
                                      p["loss"])
-            return attack
+            return quiet_tracing(attack)
 
         return _TRACES.get(model, (type(self).__name__, tuple(sorted(self.params.items()))), build)
 
