@@ -74,6 +74,14 @@ def detect(detector: str, data: str | None, model: str | None, attacks: tuple[st
     ctx.metrics["figures"] = ctx.figures
     write_json(ctx.out / "metrics.json", ctx.metrics)
     for row in ctx.metrics.get("detector_summary", []):
+        if row.get("adaptive"):  # aimed at the 5 % threshold only: no AUC, no other rates
+            click.echo(f"{row['detector']} vs {row['attack']}: detection at 5 % FPR {_num(row['tpr_at_5'])}, "
+                       f"fooled unnoticed {row['evasion_k']} of {row['n_attacked']} attacked")
+            continue
         click.echo(f"{row['detector']} vs {row['attack']}: AUC {row['auc']:.3f}, detection at 1/5/10 % FPR "
                    f"{row['tpr_at_1']:.3f} / {row['tpr_at_5']:.3f} / {row.get('tpr_at_10', float('nan')):.3f}")
     click.echo(f"metrics: {ctx.out / 'metrics.json'}")
+
+
+def _num(v: float | None) -> str:
+    return "n/a (nothing fooled)" if v is None else f"{v:.3f}"

@@ -28,7 +28,11 @@ def test_risk_levels_follow_the_stated_rules():
                {"attack": "fgsm", "eps": 8 / 255, "success_rate_on_correct": 0.95, "n": 100, "clean_accuracy": 0.8}]
     rows = risk_summary({"attacks": attacks,
                          "detector_summary": [{"detector": "d", "attack": "pgd", "tpr_at_5": 0.95, "fpr_reached": 0.04,
-                                               "fpr_reached_ci": [0.01, 0.1], "calibration_enough": True}],
+                                               "fpr_reached_ci": [0.01, 0.1], "calibration_enough": True},
+                                              {"detector": "d", "attack": "adaptive@0.0157", "tpr_at_5": 0.92,
+                                               "fpr_reached": 0.04, "fpr_reached_ci": [0.01, 0.1], "adaptive": True,
+                                               "calibration_enough": True, "evasion_success": 0.02,
+                                               "evasion_ci": [0.0, 0.07], "n_attacked": 90}],
                          "ps_summary": {"detected_share": 0.5, "benign_flagged_share": 0.0}})
     by = {r["threat"]: r for r in rows}
     evasion = by["evasion at a small budget"]
