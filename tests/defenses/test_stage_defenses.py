@@ -1,8 +1,9 @@
 import numpy as np
+import pytest
 
 from advkeras.assess.context import RunContext
 from advkeras.assess.stage_defenses import settings, stage_defenses
-from advkeras.models import load_model
+from advkeras.models import evaluate_classifier, load_model
 
 
 def test_stage_builds_evaluates_and_saves_the_configured_defenses(mnist_model, mnist_splits, tmp_path):
@@ -22,7 +23,10 @@ def test_stage_builds_evaluates_and_saves_the_configured_defenses(mnist_model, m
     assert m["n_eval"] == 30 and set(m["recovered"]["encoder"]) == {"fgsm", "bim", "pgd", "all"}
     rows = ctx.metrics["defense_summary"]
     assert [r["defense"] for r in rows] == names
-    assert all(0 <= r["clean_accuracy"] <= 1 and 0 <= r["new_success"] <= 1 for r in rows)
+    for r in rows:  # recomputed from the saved model and the stage's own attack runs
+        assert r["clean_accuracy"] == pytest.approx(evaluate_classifier(ctx.defended[r["defense"]], test)["accuracy"])
+        white = [v for k, v in m["attack_runs"][r["defense"]].items() if k.startswith("PGD") and "ce loss" in k and k.endswith("white-box")]
+        assert len(white) == 1 and r["new_success"] == pytest.approx(white[0]["success"])
     for r in rows:  # the schema users script against (docs/metrics.md)
         assert isinstance(r["degenerate"], bool) and 0 <= r["balanced_accuracy"] <= 1
         runs = m["attack_runs"][r["defense"]]

@@ -37,18 +37,21 @@ def test_squeezers():
 def test_feature_squeezing_flags_fgsm(mnist_model, halves):
     (fc, _, _), (tc, _, ta) = halves
     fs = FeatureSqueezing(mnist_model).fit(fc)
-    assert np.mean(fs.decision_function(fc) > fs.threshold_) <= 0.05 + 1e-9
-    assert auc(fs, tc, ta) > 0.6
-    assert fs.predict(ta).mean() > fs.predict(tc).mean()
+    # held-out clean digits: the 5 % threshold set on other images stays near its rate (measured 0.075 of 134)
+    assert fs.predict(tc).mean() <= 0.12
+    assert auc(fs, tc, ta) > 0.95 and fs.predict(ta).mean() > 0.85  # measured 0.987 and 0.94 (Xu et al.: ~0.99)
 
 
-def test_mahalanobis_flags_fgsm(mnist_model, halves):
+def test_mahalanobis_flags_fgsm(mnist_model, halves, mnist_splits):
     (fc, fy, fa), (tc, _, ta) = halves
-    det = MahalanobisDetector(mnist_model).fit(fc, fy, fa)
+    train = mnist_splits[0]
+    stats = {"X_stats": train.x[:2000], "y_stats": train.y[:2000]}  # class statistics from training digits (Lee et al.)
+    det = MahalanobisDetector(mnist_model).fit(fc, fy, fa, **stats)
     assert det.layers_ == ["cnn", "dnn/dense_1", "dnn/dense_2"]
-    assert auc(det, tc, ta) > 0.6  # few clean digits per class for a 400-d covariance
-    clean_only = MahalanobisDetector(mnist_model).fit(fc, fy)
-    assert clean_only.combiner_ is None and auc(clean_only, tc, ta) > 0.5
+    assert auc(det, tc, ta) > 0.8  # measured 0.874; 0.61 when the statistics come from the 150 calibration digits
+    clean_only = MahalanobisDetector(mnist_model).fit(fc, fy, **stats)
+    # without adversarials to weigh the layers it reads the last one only, and knows much less (measured 0.53)
+    assert clean_only.combiner_ is None and auc(clean_only, tc, ta) < auc(det, tc, ta) - 0.2
 
 
 def test_peer_errors(mnist_model):

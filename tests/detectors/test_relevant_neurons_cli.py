@@ -20,7 +20,7 @@ def test_detect_relevant_neurons(mnist_model, tmp_path):
     rn = m["relevant_neurons"]
     assert rn["settings"]["mu"] == 20 and rn["settings"]["neuron_set"] == "clean"
     row = rn["attacks"]["fgsm@0.2"]
-    assert row["auc"] > 0.6
+    assert row["auc"] > 0.9  # measured 0.956 (docs: 0.91-0.98 on MNIST FGSM)
     assert 0 < row["n_features"] <= rn["n_neurons"]
     assert row["neuron_sets"]["shared"]["mean_per_class"] <= row["neuron_sets"]["clean"]["mean_per_class"]
     assert any(r["detector"].startswith("relevant neurons") for r in m["detector_summary"])
