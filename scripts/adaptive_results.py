@@ -7,12 +7,14 @@ the worst case with and without the adaptive attacks, and per detector the non-a
 next to the adaptive one and the adaptive attack's success at fooling unnoticed.
 
     python scripts/adaptive_results.py --data idc --seeds 0 1 2     # ~15 min per seed on 2 CPU cores
-    python scripts/adaptive_results.py --data mnist --seeds 0 1 2   # ~5 min per seed
+    python scripts/adaptive_results.py --data mnist --seeds 0 1 2   # ~3 min per seed
+    python scripts/adaptive_results.py --data idc --seeds 0 1 --reuse  # peers only, on finished runs
 writes docs/results/adaptive_<data>.json (runs under runs/adaptive_<data>_s<seed>/).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 
@@ -22,11 +24,13 @@ import numpy as np  # noqa: E402
 
 from advkeras.adaptive import (adaptive_row, attack_detector, calibrated_target, differentiable_from,  # noqa: E402
                                attach_adaptive)
-from advkeras.assess import assess  # noqa: E402
+from advkeras.assess import RunContext, assess  # noqa: E402
+from advkeras.assess.stages import stage_attacks, stage_data  # noqa: E402
 from advkeras.data import stratified_subset  # noqa: E402
 from advkeras.detectors import FeatureSqueezing, MahalanobisDetector  # noqa: E402
 from advkeras.evaluation.detection import detection_metrics, detector_row  # noqa: E402
 from advkeras.evaluation.risk import SMALL_EPS, verdict_eps  # noqa: E402
+from advkeras.models import load_model  # noqa: E402
 from advkeras.runs import write_json  # noqa: E402
 
 ADAPTIVE = {"restarts": 5, "square_iterations": 300, "lambdas": [0.01, 0.1, 1.0, 10.0], "detector_steps": 40,
@@ -88,6 +92,19 @@ def peers(ctx, seed: int) -> list[dict]:
     return rows
 
 
+def reused(out: Path, seed: int) -> RunContext:
+    """The context of a finished `assess` run: its metrics and model, the same data split and, made again with
+    the same seed (deterministic), its attacks; what `peers` needs."""
+    metrics = json.loads((out / "metrics.json").read_text())
+    config = {**metrics["config"], "sanity_checks": {**metrics["config"]["sanity_checks"], "enabled": False}}
+    ctx = RunContext(config, out, seed)
+    stage_data(ctx)
+    ctx.model = load_model(out / "model.keras")
+    stage_attacks(ctx)
+    ctx.metrics = metrics
+    return ctx
+
+
 def summarise(per_seed: list[dict]) -> dict:
     """Mean and std over seeds: per defense the worst case with and without the adaptive attacks; per detector
     the lowest non-adaptive detection at <= the verdict eps and the adaptive figures."""
@@ -124,10 +141,14 @@ def main() -> None:
     p.add_argument("--data", choices=sorted(CONFIGS), default="idc")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--out", default=None)
+    p.add_argument("--reuse", action="store_true", help="take a seed's assessment from its finished run folder "
+                   "(its metrics.json and model) and redo only what the peers need: data split and attacks")
     args = p.parse_args()
     per_seed = []
     for seed in args.seeds:
-        ctx = assess(f"runs/adaptive_{args.data}_s{seed}", config=CONFIGS[args.data], seed=seed, force=True)
+        out = Path(f"runs/adaptive_{args.data}_s{seed}")
+        ctx = reused(out, seed) if args.reuse and (out / "metrics.json").is_file() else \
+            assess(out, config=CONFIGS[args.data], seed=seed, force=True)
         m = ctx.metrics
         detectors = m.get("detector_summary", []) + peers(ctx, seed)
         per_seed.append({"seed": seed, "seconds": m["seconds"], "model_test": m["model"]["test"]["balanced_accuracy"],
