@@ -216,7 +216,8 @@ def evaluate_prediction_similarity(classifier: tf.keras.Model, calibration: Data
     on `evaluation` once per action (flag = the answer unchanged, flip = alarmed queries answered falsely).
     `disjoint_users`: no two benign users send the same patch (use it with scope="global")."""
     layer = dict(layer or {})
-    layer.setdefault("n_slots", 1024)
+    if layer.get("store") == "ring":
+        layer.setdefault("n_slots", 1024)
     attacks = DEFAULT_ATTACKS if attacks is None else attacks
     calib_sessions = benign_sessions(calibration, n_calibration_users or n_benign, queries_per_user,
                                      seed=seed + 1, prefix="calibration", disjoint=disjoint_users)

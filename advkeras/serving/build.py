@@ -48,5 +48,7 @@ def export_classifier(classifier: tf.keras.Model, benign: Dataset, base: str | P
 def similarity_config(defended: tf.keras.Model) -> dict:
     from advkeras.defenses.prediction_similarity import similarity_layer
 
-    cfg = similarity_layer(defended).get_config()
-    return {k: cfg[k] for k in ("metric", "action", "scope", "n_slots", "history", "thumbnail_size", "min_matches")}
+    layer = similarity_layer(defended)
+    cfg = layer.get_config()
+    return {"layer": type(layer).__name__,
+            **{k: v for k, v in cfg.items() if k not in ("name", "trainable", "dtype", "threshold", "global_threshold")}}

@@ -46,7 +46,8 @@ def history_state(model: Any) -> dict[str, np.ndarray]:
     if state is None:
         raise InputError("this object has no similarity state; pass a ServingModule or the result of "
                          "tf.saved_model.load on an advkeras export.")
-    return {k: v.numpy() for k, v in state.items()}
+    # string state (the index store's user ids) as fixed-width bytes, so np.load reads it without pickle
+    return {k: np.asarray(v.numpy(), dtype=bytes) if v.dtype == tf.string else v.numpy() for k, v in state.items()}
 
 
 def save_history(model: Any, path: str | Path, *, overwrite: bool = False) -> Path:

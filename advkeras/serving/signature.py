@@ -5,12 +5,14 @@ from typing import Callable, Mapping
 
 import tensorflow as tf
 
-from advkeras.defenses.prediction_similarity import PredictionSimilarity, similarity_layer
+from advkeras.defenses.prediction_similarity import IndexedPredictionSimilarity, PredictionSimilarity, similarity_layer
 from advkeras.errors import ModelError
 from advkeras.models.checks import check_logits
 
 # Outputs every export has; detectors add theirs.
 CORE_OUTPUTS = ("probabilities", "label", "alarm", "adversarial_probability", "min_distance")
+# What the index store adds: which scope alarmed, and the other user a cross-user match came from.
+INDEX_OUTPUTS = ("user_alarm", "global_alarm", "global_min_distance", "matched_user")
 
 
 class ServingModule(tf.Module):
@@ -23,7 +25,7 @@ class ServingModule(tf.Module):
     (taken before any `flip`, so the flag reflects the model, not the similarity answer).
     """
 
-    def __init__(self, classifier: tf.keras.Model, similarity: PredictionSimilarity, *,
+    def __init__(self, classifier: tf.keras.Model, similarity: IndexedPredictionSimilarity | PredictionSimilarity, *,
                  encoder_model: tf.keras.Model | None = None,
                  detectors: Mapping[str, Callable] | None = None):
         super().__init__(name="advkeras_serving")
@@ -35,7 +37,8 @@ class ServingModule(tf.Module):
         # Named handles on the similarity state, so a loaded SavedModel exposes them as `loaded.state`.
         self.state = {w.name.split("/")[-1].split(":")[0]: w for w in similarity.weights}
         self.input_shape = tuple(int(d) for d in classifier.input_shape[1:])
-        self.output_names = CORE_OUTPUTS + (("encoder_disagreement",) if encoder_model is not None else ()) \
+        self.core_outputs = CORE_OUTPUTS + (INDEX_OUTPUTS if isinstance(similarity, IndexedPredictionSimilarity) else ())
+        self.output_names = self.core_outputs + (("encoder_disagreement",) if encoder_model is not None else ()) \
             + tuple(self.detectors)
         # Image dims are left open in the signature so a wrong size reaches our check, whose message says
         # what is expected, instead of a generic shape mismatch.
@@ -61,7 +64,7 @@ class ServingModule(tf.Module):
         logits = self.classifier(image, training=False)
         probs = tf.nn.softmax(logits)
         out = self.similarity([image, probs, user_id])
-        result = {k: out[k] for k in CORE_OUTPUTS}
+        result = {k: out[k] for k in self.core_outputs}
         if self.encoder_model is not None:
             own = tf.argmax(logits, axis=1)
             result["encoder_disagreement"] = tf.not_equal(tf.argmax(self.encoder_model(image, training=False),

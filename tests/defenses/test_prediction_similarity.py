@@ -31,7 +31,8 @@ def patches(idc_splits):
     return idc_splits[2].x[:40]
 
 
-def _defended(classifier, **kw):
+def _defended(classifier, **kw):  # the ring store (the index store has its own tests)
+    kw.setdefault("store", "ring")
     kw.setdefault("threshold", THRESHOLD)
     kw.setdefault("n_slots", 32)
     kw.setdefault("history", 8)

@@ -41,7 +41,9 @@ def _handler(signature, delay=0.0):
                 out = signature(image=tf.constant(image, tf.float32), user_id=tf.constant(ids))
             except tf.errors.InvalidArgumentError as exc:
                 return self._send(400, {"error": exc.message})
-            out = {k: v.numpy().tolist() for k, v in out.items()}
+            # TF Serving sends string outputs (the index store's matched_user) as JSON strings
+            out = {k: v.numpy().astype(str).tolist() if v.dtype == tf.string else v.numpy().tolist()
+                   for k, v in out.items()}
             if "instances" in body:
                 return self._send(200, {"predictions": [{k: out[k][i] for k in out} for i in range(len(ids))]})
             return self._send(200, {"outputs": out})
@@ -60,7 +62,8 @@ def _handler(signature, delay=0.0):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     clf = build_classifier("lenet", (28, 28, 1), 10, seed=0)
-    path = export_saved_model(build_defended_model(clf, threshold=1e-3), tmp_path_factory.mktemp("sm"), "digits")
+    defended = build_defended_model(clf, threshold=0.05, global_threshold=0.05, min_matches=1)
+    path = export_saved_model(defended, tmp_path_factory.mktemp("sm"), "digits")
     sig = tf.saved_model.load(str(path)).signatures["serving_default"]
     httpd = QuietServer(("127.0.0.1", 0), _handler(sig))
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
@@ -78,8 +81,9 @@ def test_row_and_columnar_forms_give_the_model_outputs(server, mnist_splits):
     np.testing.assert_allclose(row["probabilities"], expected, atol=1e-5)
     np.testing.assert_allclose(col["probabilities"], expected, atol=1e-5)
     assert row["label"].tolist() == expected.argmax(1).tolist() and not row["alarm"].any()
-    again = client.predict(x[:1], "a")
+    again = client.predict(np.clip(x[:1] + 0.01, 0, 1), "a")  # a near-copy (an identical re-send never counts)
     assert again["alarm"].tolist() == [True]  # the server-side history saw user a's image before
+    assert again["user_alarm"].tolist() == [True] and again["matched_user"].tolist() == ["d"]  # d sent it too
 
 
 def test_client_errors_are_clear(server, mnist_splits):

@@ -21,7 +21,7 @@ BIN = Path(sys.executable).parent
 def exported(tmp_path_factory, mnist_splits):
     base = tmp_path_factory.mktemp("saved_models")
     clf = build_classifier("lenet", (28, 28, 1), 10, seed=0)
-    defended = build_defended_model(clf, metric="mse", threshold=1e-3, action="flag")
+    defended = build_defended_model(clf, threshold=0.05, min_matches=1, action="flag")  # the default index store
     first = export_saved_model(defended, base, "digits")
     x = mnist_splits[2].x[:6]
     np.save(base / "x.npy", x)
@@ -110,8 +110,10 @@ def test_history_backup_round_trip(exported, tmp_path):
     assert history_state(fresh)["queries"] == 0
     load_history(fresh, backup)
     assert history_state(fresh)["queries"] == 2
-    out = fresh.signatures["serving_default"](image=tf.constant(x[1:2]), user_id=tf.constant(["a"]))
+    near = np.clip(x[1:2] + 0.01, 0, 1)  # a near-copy: identical re-sends never count
+    out = fresh.signatures["serving_default"](image=tf.constant(near), user_id=tf.constant(["a"]))
     assert bool(out["alarm"].numpy()[0])  # the restored history recognises the repeat
+    assert history_state(fresh)["stored_user"][2] == b"a"  # string state restored without pickle
 
 
 

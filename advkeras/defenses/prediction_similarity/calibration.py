@@ -22,10 +22,11 @@ class Calibration:
     n_users: int
     n_queries: int
     user_scores: dict[str, float] = field(repr=False, default_factory=dict)  # per user: closest match
+    global_threshold: float | None = None  # cross-user scope of the index store, when it has one
 
     def summary(self) -> dict:
-        return {"threshold": self.threshold, "target_fpr": self.target_fpr, "user_fpr": self.user_fpr,
-                "n_users": self.n_users, "n_queries": self.n_queries}
+        return {"threshold": self.threshold, "global_threshold": self.global_threshold, "target_fpr": self.target_fpr,
+                "user_fpr": self.user_fpr, "n_users": self.n_users, "n_queries": self.n_queries}
 
 
 def calibrate_threshold(defended: tf.keras.Model, sessions: Mapping[str, np.ndarray], *, target_fpr: float = 0.01,
@@ -35,6 +36,10 @@ def calibrate_threshold(defended: tf.keras.Model, sessions: Mapping[str, np.ndar
     Each user's score is the smallest `match_distance` over their session (the distance at which their
     first alarm would fire). The threshold is the `target_fpr` lower quantile of those scores, so at most
     that share of the calibration users would alarm; a query alarms when its distance is strictly below it.
+    A layer with a cross-user scope (the index store, scope "global" or "both") gets `global_threshold` the
+    same way from `global_match_distance`; with both scopes each gets half of `target_fpr`. Thresholds never
+    exceed the layer's `max_distance` where it has one (when almost no benign user has a near-duplicate, the
+    quantile says nothing about how far a near-duplicate may be).
     The layer's history and counters are reset before and after, so calibration leaves no state behind.
     """
     if not 0 <= target_fpr < 1:
@@ -43,17 +48,28 @@ def calibrate_threshold(defended: tf.keras.Model, sessions: Mapping[str, np.ndar
         raise InputError("no benign sessions to calibrate on; pass {user_id: images} for several users.")
     layer = similarity_layer(defended)
     layer.reset_state(keep_threshold=False)  # threshold -inf: record only, never alarm
-    scores, n_queries = {}, 0
-    order = _interleaved(sessions)
-    for user, x in tqdm(order, desc="calibration", unit="query", disable=not progress, leave=False):
+    scopes = {"threshold": "match_distance"}
+    if getattr(layer, "has_global", False):
+        scopes = {"global_threshold": "global_match_distance", **({} if not layer.has_user else scopes)}
+    scores: dict[str, dict[str, float]] = {k: {} for k in scopes}
+    n_queries = 0
+    for user, x in tqdm(_interleaved(sessions), desc="calibration", unit="query", disable=not progress, leave=False):
         out = query(defended, x, user)
-        scores[user] = min(scores.get(user, np.inf), float(out["match_distance"].min()))
+        for name, key in scopes.items():
+            scores[name][user] = min(scores[name].get(user, np.inf), float(out[key].min()))
         n_queries += len(x)
-    values = np.array(list(scores.values()))
-    threshold = float(np.quantile(values, target_fpr, method="lower"))
+    ceiling = getattr(layer, "max_distance", np.inf)
+    thresholds, alarmed = {}, np.zeros(len(sessions), bool)
+    for name, per_user in scores.items():
+        values = np.array([per_user[u] for u in sessions])
+        thresholds[name] = min(float(np.quantile(values, target_fpr / len(scopes), method="lower")), ceiling)
+        alarmed |= values < thresholds[name]
     layer.reset_state(keep_threshold=False)
-    layer.threshold.assign(threshold)
-    return Calibration(threshold, target_fpr, float((values < threshold).mean()), len(values), n_queries, scores)
+    for name, value in thresholds.items():
+        getattr(layer, name).assign(value)
+    main = "threshold" if "threshold" in scores else "global_threshold"
+    return Calibration(thresholds.get("threshold", -np.inf), target_fpr, float(alarmed.mean()), len(sessions),
+                       n_queries, scores[main], thresholds.get("global_threshold"))
 
 
 def _interleaved(sessions: Mapping[str, np.ndarray]) -> list[tuple[str, np.ndarray]]:

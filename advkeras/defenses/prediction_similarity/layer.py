@@ -66,6 +66,8 @@ class PredictionSimilarity(tf.keras.layers.Layer):
     `threshold=None` means uncalibrated: no query alarms until `calibrate_threshold` sets it.
     """
 
+    output_keys = OUTPUT_KEYS
+
     def __init__(self, *, metric: str = "mse", threshold: float | None = None, min_matches: int = 1,
                  drop_margin: float = 0.0, action: str = "flag", scope: str = "user", n_slots: int = 256,
                  history: int = 32, representation: str = "thumbnail", thumbnail_size: int = 16,
@@ -183,7 +185,7 @@ class PredictionSimilarity(tf.keras.layers.Layer):
         adv_prob = tf.cast(n_close, tf.float32) / tf.maximum(n_valid, 1.0)
 
         self._record(thumbs, probs, finger, slot, ring, alarm)
-        answer, label = self._act(probs, alarm)
+        answer, label = act(probs, alarm, self.action, self.n_classes)
         return {"probabilities": answer, "label": label, "alarm": alarm, "adversarial_probability": adv_prob,
                 "min_distance": min_d, "match_distance": match_d, "distance_alarm": n_close,
                 "prediction_alarm": n_dropped}
@@ -212,22 +214,6 @@ class PredictionSimilarity(tf.keras.layers.Layer):
         self.queries.assign_add(tf.cast(tf.size(slot), tf.int64))
         self.alarms.assign_add(tf.reduce_sum(alarm64))
 
-    def _act(self, probs, alarm) -> tuple[tf.Tensor, tf.Tensor]:
-        label = tf.argmax(probs, axis=1)
-        if self.action == "flag":
-            return probs, label
-        if self.action == "block":
-            uniform = tf.fill(tf.shape(probs), 1.0 / self.n_classes)
-            return (tf.where(alarm[:, None], uniform, probs),
-                    tf.where(alarm, tf.constant(-1, tf.int64), label))
-        top2 = tf.math.top_k(probs, k=2)
-        first, second = top2.indices[:, 0], top2.indices[:, 1]
-        gap = (top2.values[:, 0] - top2.values[:, 1])[:, None]
-        swapped = (probs - gap * tf.one_hot(first, self.n_classes)
-                   + gap * tf.one_hot(second, self.n_classes))
-        return (tf.where(alarm[:, None], swapped, probs),
-                tf.where(alarm, tf.cast(second, tf.int64), label))
-
     def compute_output_shape(self, input_shape):
         n = input_shape[0][0]
         scalar = tf.TensorShape([n])
@@ -241,6 +227,23 @@ class PredictionSimilarity(tf.keras.layers.Layer):
                 "scope": self.scope, "n_slots": self.n_slots, "history": self.history,
                 "representation": self.representation, "thumbnail_size": self.thumbnail_size,
                 "spectrum_size": self.spectrum_size, "alarm_on": self.alarm_on}
+
+
+def act(probs: tf.Tensor, alarm: tf.Tensor, action: str, n_classes: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """The answer to alarmed rows: unchanged (flag), top two classes swapped (flip) or uniform, label -1 (block)."""
+    label = tf.argmax(probs, axis=1)
+    if action == "flag":
+        return probs, label
+    if action == "block":
+        uniform = tf.fill(tf.shape(probs), 1.0 / n_classes)
+        return (tf.where(alarm[:, None], uniform, probs),
+                tf.where(alarm, tf.constant(-1, tf.int64), label))
+    top2 = tf.math.top_k(probs, k=2)
+    first, second = top2.indices[:, 0], top2.indices[:, 1]
+    gap = (top2.values[:, 0] - top2.values[:, 1])[:, None]
+    swapped = probs - gap * tf.one_hot(first, n_classes) + gap * tf.one_hot(second, n_classes)
+    return (tf.where(alarm[:, None], swapped, probs),
+            tf.where(alarm, tf.cast(second, tf.int64), label))
 
 
 def _rank_in_group(keys: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

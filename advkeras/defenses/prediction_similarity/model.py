@@ -7,33 +7,43 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from advkeras.defenses.prediction_similarity.layer import OUTPUT_KEYS, PredictionSimilarity
+from advkeras.defenses.prediction_similarity.index import IndexedPredictionSimilarity
+from advkeras.defenses.prediction_similarity.layer import PredictionSimilarity
 from advkeras.errors import InputError, ModelError
 from advkeras.models.checks import check_images, check_logits
 
 SERVING_KEYS = ("probabilities", "label", "alarm", "adversarial_probability", "min_distance")
+STORES = {"index": IndexedPredictionSimilarity, "ring": PredictionSimilarity}
+SimilarityLayer = (IndexedPredictionSimilarity, PredictionSimilarity)
 
 
-def build_defended_model(classifier: tf.keras.Model, *, name: str | None = None,
+def build_defended_model(classifier: tf.keras.Model, *, name: str | None = None, store: str = "index",
                          **layer_kwargs: Any) -> tf.keras.Model:
-    """A functional model {"image", "user_id"} -> dict of `PredictionSimilarity` outputs.
+    """A functional model {"image", "user_id"} -> dict of the similarity layer's outputs.
 
-    The classifier (logits out) is used as is, not copied: its weights are shared. `layer_kwargs` go to
-    `PredictionSimilarity` (metric, threshold, action, scope, n_slots, history, ...).
+    The classifier (logits out) is used as is, not copied: its weights are shared. `store="index"` (default)
+    uses `IndexedPredictionSimilarity` (whole recent history, blinding-resistant views, per-user and cross-user
+    scopes); `store="ring"` the earlier `PredictionSimilarity` (each user's last `history` queries).
+    `layer_kwargs` go to that layer (threshold, action, scope, capacity, ... or metric, n_slots, history, ...).
     """
     check_logits(classifier)
+    if store not in STORES:
+        raise InputError(f"unknown store {store!r}; choose one of {', '.join(STORES)}.")
+    if store == "index" and {"metric", "n_slots", "history", "representation"} & set(layer_kwargs):
+        raise InputError(f"{sorted({'metric', 'n_slots', 'history', 'representation'} & set(layer_kwargs))} "
+                         "configure the ring store; pass store='ring' with them, or drop them for the index store.")
     image = tf.keras.Input(classifier.input_shape[1:], name="image")
     user_id = tf.keras.Input((), dtype=tf.string, name="user_id")
     probs = tf.keras.layers.Softmax(name="probabilities")(classifier(image))
-    outputs = PredictionSimilarity(name="prediction_similarity", **layer_kwargs)([image, probs, user_id])
+    outputs = STORES[store](name="prediction_similarity", **layer_kwargs)([image, probs, user_id])
     return tf.keras.Model({"image": image, "user_id": user_id}, outputs,
                           name=name or f"{classifier.name}_prediction_similarity")
 
 
-def similarity_layer(defended: tf.keras.Model) -> PredictionSimilarity:
-    """The `PredictionSimilarity` layer of a defended model."""
+def similarity_layer(defended: tf.keras.Model) -> IndexedPredictionSimilarity | PredictionSimilarity:
+    """The prediction-similarity layer of a defended model."""
     for layer in defended.layers:
-        if isinstance(layer, PredictionSimilarity):
+        if isinstance(layer, SimilarityLayer):
             return layer
     raise ModelError(f"model {defended.name!r} has no PredictionSimilarity layer; build it with "
                      "build_defended_model(classifier).")
@@ -72,7 +82,7 @@ def query(defended: tf.keras.Model, x: np.ndarray, user_id: str | list[str] | np
         raise InputError(f"user_id must be one string or one per image; got {ids.shape} for {len(x)} images.")
     fn = getattr(defended, "_advkeras_query", None)
     if fn is None:
-        fn = serving_function(defended, OUTPUT_KEYS)
+        fn = serving_function(defended, similarity_layer(defended).output_keys)
         defended._advkeras_query = fn  # noqa: SLF001  (a cache, not tracked state)
     out = fn(tf.constant(x), tf.constant(ids.astype(str)))
     return {k: v.numpy() for k, v in out.items()}
