@@ -77,9 +77,12 @@ def test_export_writes_a_saved_model_that_answers_like_the_classifier(digits_dir
     out = serve(image=tf.constant(x), user_id=tf.constant([f"u{i}" for i in range(5)]))
     np.testing.assert_allclose(out["probabilities"].numpy(), tf.nn.softmax(mnist_model(x)).numpy(), atol=1e-5)
     assert out["label"].numpy().tolist() == np.argmax(mnist_model(x), 1).tolist() and not out["alarm"].numpy().any()
-    # The calibrated history is live: the same image again from the same user is a repeat (distance 0).
-    again = serve(image=tf.constant(x[:1]), user_id=tf.constant(["u0"]))
-    assert again["alarm"].numpy().tolist() == [True] and int(loaded.state["queries"].numpy()) == 6
+    # The calibrated history is live: an identical re-send never counts, near-copies from one user (an attack
+    # process) alarm once min_matches (3) earlier near-copies exist.
+    assert not serve(image=tf.constant(x[:1]), user_id=tf.constant(["u0"]))["alarm"].numpy()[0]
+    alarms = [bool(serve(image=tf.constant(np.clip(x[:1] + 0.01 * k, 0, 1)), user_id=tf.constant(["u0"]))["alarm"]
+                   .numpy()[0]) for k in (1, 2, 3, 4)]
+    assert alarms == [False, False, True, True] and int(loaded.state["queries"].numpy()) == 10
 
 
 def test_visualize_writes_activation_graphs_and_their_numbers(digits_dir, lenet_file, mnist_middle_ae, tmp_path):

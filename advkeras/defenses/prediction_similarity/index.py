@@ -42,7 +42,6 @@ from advkeras.errors import InputError
 
 INDEX_SCOPES = ("user", "global", "both")
 ORIENTATIONS = (1, 2, 4, 8)
-_SEQ_BITS = 44  # sequence numbers stay below 2^44 (1.7e13 queries); rows of a batch are packed above them
 OUTPUT_KEYS = ("probabilities", "label", "alarm", "adversarial_probability", "min_distance", "match_distance",
                "distance_alarm", "user_alarm", "global_alarm", "global_min_distance", "global_match_distance",
                "global_distance_alarm", "matched_user")
@@ -53,8 +52,9 @@ class IndexedPredictionSimilarity(tf.keras.layers.Layer):
     """Detects attack processes from the service's whole recent query history (see the module docstring).
 
     Call it on `[image, probabilities, user_id]`. Returns a dict (`OUTPUT_KEYS`):
-    - `min_distance` / `match_distance`: distance to the closest / the `min_matches`-th closest distinct earlier
-      near-duplicate of the same user (`NO_HISTORY` if none), `distance_alarm`: how many are below `threshold`;
+    - `min_distance` / `match_distance`: distance to the closest / the `min_matches`-th closest earlier
+      near-duplicate of the same user, counting each distinct content once (`NO_HISTORY` if none);
+      `distance_alarm`: how many are below `threshold` (counted up to `min_matches`);
     - the same with `global_` for other users' queries (threshold `global_threshold`), and `matched_user`: the
       id of the closest other user's query ("" if none);
     - `user_alarm`, `global_alarm`, `alarm` (either); `adversarial_probability`: near-duplicates below the
@@ -223,8 +223,8 @@ class IndexedPredictionSimilarity(tf.keras.layers.Layer):
         alive &= tf.not_equal(cand_content, tf.gather(b.content, rows))  # identical re-sends never count
         query_view = tf.gather_nd(b.views, tf.stack([rows, view_idx], axis=1))
         dist = 1.0 - tf.reduce_sum(query_view * vec, axis=-1)
-        rows, seq, dist, cand_user = (tf.boolean_mask(t, alive) for t in (rows, seq, dist, cand_user))
-        ordered, names = _per_row_sorted(rows, seq, dist, cand_user, tf.shape(b.owner)[0], self.min_matches)
+        rows, content, dist, cand_user = (tf.boolean_mask(t, alive) for t in (rows, cand_content, dist, cand_user))
+        ordered, names = _per_row_sorted(rows, content, dist, cand_user, tf.shape(b.owner)[0], self.min_matches)
         n_close = tf.reduce_sum(tf.cast(ordered < threshold, tf.int32), axis=1)
         prefix = "" if scope == "user" else "global_"
         out = {f"{prefix}min_distance": ordered[:, 0], f"{prefix}match_distance": ordered[:, self.min_matches - 1],
@@ -303,16 +303,15 @@ def _batch_candidates(key: tf.Tensor, b: _Batch) -> tuple[tf.Tensor, tf.Tensor, 
     return hit[:, 0], tf.gather(b.seq, hit[:, 2]), hit[:, 1]
 
 
-def _per_row_sorted(rows, seq, dist, names, n_rows, k) -> tuple[tf.Tensor, tf.Tensor]:
-    """Per row: the k smallest distances to distinct candidates (padded with NO_HISTORY), and the name of the
-    closest candidate ("" if none)."""
-    packed = rows * (2 ** _SEQ_BITS) + tf.math.floormod(seq, 2 ** _SEQ_BITS)
-    unique, idx = tf.unique(packed)
+def _per_row_sorted(rows, content, dist, names, n_rows, k) -> tuple[tf.Tensor, tf.Tensor]:
+    """Per row: the k smallest distances to candidates of distinct content (an image re-sent three times is one
+    near-duplicate, not three), padded with NO_HISTORY, and the name of the closest candidate ("" if none)."""
+    unique, idx = tf.raw_ops.UniqueV2(x=tf.stack([rows, content], axis=1), axis=[0])
     n_unique = tf.shape(unique)[0]
     best = tf.math.unsorted_segment_min(dist, idx, n_unique)
     first = tf.math.unsorted_segment_min(tf.range(tf.shape(idx)[0]), idx, n_unique)
     best_names = tf.gather(names, first)
-    urows = unique // (2 ** _SEQ_BITS)
+    urows = unique[:, 0]
     order = tf.argsort(urows, stable=True)
     ragged = tf.RaggedTensor.from_value_rowids(tf.gather(best, order), tf.gather(urows, order), nrows=tf.cast(n_rows, tf.int64))
     ragged_names = tf.RaggedTensor.from_value_rowids(tf.gather(best_names, order), tf.gather(urows, order),
