@@ -1,13 +1,16 @@
-"""Full query-traffic simulation of prediction similarity on the embedded IDC held-out patients.
+"""Prediction similarity against attackers who work around it, on IDC patients outside the embedded sample.
 
-Trains (or loads) a vgg_mini classifier, calibrates the distance threshold on benign users of the
-validation patients (target false-alarm rate per user), then replays benign users and attack processes
-(BIM, PGD, Boundary, HopSkipJump, and BIM with per-query noise and shifts) through the defended model,
-with action flag (answers unchanged) and flip (alarmed queries answered with another class). A second
-experiment runs one attacker who uses a new user id for every call, against scope="user" and
-scope="global". Writes OUT/prediction_similarity.json and OUT/tables.md.
+Trains (or loads) a vgg_mini classifier on the embedded IDC sample, calibrates each store's thresholds on the
+benign workloads (`advkeras.evaluation.workloads`) of the sample's validation patients (target share of users
+flagged), then replays benign users of every workload and attack processes of every strategy
+(`advkeras.evaluation.attackers`: plain, history flushing, slow drip, many ids, each blinding transform and
+all of them, and the OARS-style adaptive attacker) on the held-out patients: by default the patients of the
+full Kaggle layout (`--idc-root`) that the embedded sample does not contain. Every attack process runs BIM
+(8/255) through the defended model with its own user id, so every model call is a query. Both stores run on
+the same traffic: the index store (default) and the ring store (the earlier default). Writes
+OUT/prediction_similarity.json and OUT/tables.md.
 
-    .venv/bin/python scripts/simulate_prediction_similarity.py --seed 0 --out runs/ps_simulation
+    .venv/bin/python scripts/simulate_prediction_similarity.py --seed 0 --out runs/ps_adaptive
 """
 from __future__ import annotations
 
@@ -17,62 +20,92 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from advkeras.data import load_sample, split_by_group  # noqa: E402
+from advkeras.evaluation.attackers import BLINDING  # noqa: E402
 from advkeras.evaluation.traffic import evaluate_prediction_similarity  # noqa: E402
-from advkeras.models import (build_classifier, evaluate_classifier, load_model, save_model,  # noqa: E402
-                             train_classifier)
+from advkeras.evaluation.workloads import WORKLOADS  # noqa: E402
+from advkeras.models import build_classifier, evaluate_classifier, load_model, save_model, train_classifier  # noqa: E402
 from advkeras.runs import prepare_out_dir, write_json  # noqa: E402
 
 EPS = 8 / 255
-ATTACKS = [
-    {"name": "bim", "backend": "foolbox", "eps": EPS},
-    {"name": "pgd", "backend": "foolbox", "eps": EPS, "params": {"steps": 20, "rel_stepsize": 0.1}},
-    {"name": "boundary", "targeted": True, "params": {"steps": 200}},
-    {"name": "hopskipjump", "targeted": True, "params": {"steps": 5, "initial_gradient_eval_steps": 50}},
-    {"name": "bim", "backend": "foolbox", "eps": EPS, "label": "bim+jitter",
-     "jitter": {"noise": 16 / 255, "max_shift": 2}},
-]
-MANY_IDS = [{"name": "bim", "backend": "foolbox", "eps": EPS, "label": "bim, new id per call", "rotate_ids": True}]
+RING_HISTORY = 32
+
+
+def attackers(flush: int) -> list[dict]:
+    """BIM through the defended model under each strategy, labelled for the tables."""
+    def bim(label, **strategy):
+        spec = {"name": "bim", "backend": "foolbox", "eps": EPS, "label": label}
+        return {**spec, "strategy": strategy} if strategy else spec
+
+    return [bim("plain"),
+            bim(f"flush {RING_HISTORY}", flush=RING_HISTORY), bim(f"flush {flush}", flush=flush),
+            bim("slow drip 100", drip=100),
+            bim("new id per query", new_id_every=1), bim("new id per 4 queries", new_id_every=4),
+            *[bim(f"blind: {t}", blind=[t]) for t in BLINDING],
+            bim("blind: all", blind=list(BLINDING)),
+            bim("blind: all + new id per query", blind=list(BLINDING), new_id_every=1),
+            bim("adaptive (OARS-style)", adaptive=True)]
+
+
+def held_out(args, sample_patients) -> "Dataset":
+    from advkeras.data.idc import load_idc
+
+    full = load_idc(args.idc_root, progress=False)
+    keep = ~np.isin(full.groups, list(sample_patients))
+    if not keep.any():
+        raise SystemExit(f"{args.idc_root} holds no patient outside the embedded sample.")
+    return full.subset(keep)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="runs/ps_simulation")
+    ap.add_argument("--out", default="runs/ps_adaptive")
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--model", default=None, help="a .keras classifier; default: train vgg_mini")
     ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--benign-users", type=int, default=100)
-    ap.add_argument("--queries-per-user", type=int, default=20)
-    ap.add_argument("--processes", type=int, default=50, help="attack processes per attack")
+    ap.add_argument("--idc-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "idc"),
+                    help="Kaggle IDC layout; its patients outside the embedded sample are the held-out set "
+                         "('' = the embedded sample's test patients)")
+    ap.add_argument("--benign-users", type=int, default=16, help="per workload")
+    ap.add_argument("--queries-per-user", type=int, default=16)
+    ap.add_argument("--processes", type=int, default=20, help="attack processes per attacker")
+    ap.add_argument("--flush", type=int, default=10 * RING_HISTORY, help="cover queries per attack query")
     ap.add_argument("--target-fpr", type=float, default=0.01)
-    ap.add_argument("--metric", default="mse")
-    ap.add_argument("--representation", default="thumbnail")
+    ap.add_argument("--stores", nargs="+", default=["index", "ring"])
     args = ap.parse_args()
     out = prepare_out_dir(args.out, force=args.force)
     start = time.perf_counter()
-    train, val, test = split_by_group(load_sample("idc"), seed=args.seed)
+    sample = load_sample("idc")
+    train, val, test = split_by_group(sample, seed=args.seed)
+    evaluation = held_out(args, np.unique(sample.groups)) if args.idc_root else test
     if args.model:
         clf = load_model(args.model)
     else:
         clf = build_classifier("vgg_mini", train.input_shape, 2, seed=args.seed)
         train_classifier(clf, train, val, epochs=args.epochs, augment=True, seed=args.seed)
         save_model(clf, out / "model.keras")
-    layer = {"metric": args.metric, "representation": args.representation, "n_slots": 1024, "history": 32}
-    main_run = evaluate_prediction_similarity(
-        clf, val, test, layer=layer, target_fpr=args.target_fpr, n_benign=args.benign_users,
-        queries_per_user=args.queries_per_user, attacks=ATTACKS, processes=args.processes, seed=args.seed)
-    scopes = {}
-    for scope, history in (("user", 32), ("global", 1024)):
-        scopes[scope] = evaluate_prediction_similarity(
-            clf, val, test, layer={**layer, "scope": scope, "history": history}, target_fpr=args.target_fpr,
-            n_benign=15, queries_per_user=args.queries_per_user, attacks=MANY_IDS, processes=args.processes,
-            actions=("flag",), disjoint_users=True, seed=args.seed)
+    runs = {}
+    for store in args.stores:
+        layer = {"store": store, **({"history": RING_HISTORY, "n_slots": 1024} if store == "ring" else {})}
+        runs[store] = evaluate_prediction_similarity(
+            clf, val, evaluation, layer=layer, target_fpr=args.target_fpr, n_benign=args.benign_users,
+            queries_per_user=args.queries_per_user, attacks=attackers(args.flush), processes=args.processes,
+            actions=("flag",), workloads=WORKLOADS, seed=args.seed,
+            # the ring store calibrated on the traffic it was designed for (on all workloads, the identical
+            # re-sends set its threshold to 0 and it never alarms)
+            calibration_workloads=("browse",) if store == "ring" else None)
+        print(f"{store}: {time.perf_counter() - start:.0f} s", flush=True)
     result = {"command": "python " + " ".join(sys.argv), "seed": args.seed,
-              "classifier": {"name": "vgg_mini", "test": evaluate_classifier(clf, test)},
-              "main": main_run, "many_ids": scopes, "seconds": time.perf_counter() - start}
+              "evaluation": {"patients": sorted(map(str, np.unique(evaluation.groups))), "n": len(evaluation),
+                             "labels": np.bincount(evaluation.y, minlength=2).tolist()},
+              "classifier": {"name": "vgg_mini", "held_out": evaluate_classifier(clf, evaluation),
+                             "test": evaluate_classifier(clf, test)},
+              "runs": runs, "seconds": time.perf_counter() - start}
     write_json(out / "prediction_similarity.json", result)
     (out / "tables.md").write_text(tables(result))
     print(tables(result))
@@ -82,33 +115,43 @@ def _pct(v) -> str:
     return "-" if v is None else f"{100 * v:.1f} %"
 
 
+def _lower95(k: int, n: int) -> float:
+    """One-sided 95 % Clopper-Pearson lower bound of a rate k/n."""
+    from scipy.stats import beta
+
+    return 0.0 if k == 0 else float(beta.ppf(0.05, k, n - k + 1))
+
+
 def tables(r: dict) -> str:
-    m = r["main"]
-    flag, flip = m["runs"]["flag"], m["runs"]["flip"]
-    lines = [f"Command: `{r['command']}` (seed {r['seed']}); classifier held-out accuracy "
-             f"{r['classifier']['test']['accuracy']:.3f}.", "",
-             f"Threshold {m['calibration']['threshold']:.3g} ({m['layer']}) calibrated on "
-             f"{m['calibration']['n_users']} benign users ({m['calibration']['n_queries']} queries) of the "
-             f"validation patients, target {_pct(m['target_fpr'])} of users.", "",
-             "| attack | processes | detected (flip off) | median queries to first alarm | median queries per "
-             "process | detected (flip on) | true success, flip off | true success, flip on | success the "
-             "attacker sees, flip on |", "|---|---|---|---|---|---|---|---|---|"]
-    for a, b in zip(flag["attacks"], flip["attacks"]):
-        lines.append(f"| {a['attack']} | {a['processes']} | {_pct(a['detection_rate'])} | "
-                     f"{a['median_queries_to_first_alarm']} | {a['median_queries']:.0f} | "
-                     f"{_pct(b['detection_rate'])} | "
-                     f"{_pct(a['success_true'])} | {_pct(b['success_true'])} | {_pct(b['success_seen_by_attacker'])} |")
-    s = m["summary"]["flag"]
-    lines += ["", f"All attack processes (flip off): {s['detected']}/{s['processes']} detected "
-              f"({_pct(s['detection_rate'])}), median {s['median_queries_to_first_alarm']} queries to the first "
-              f"alarm; benign users flagged: {flag['benign']['users_flagged']}/{flag['benign']['users']} "
-              f"({_pct(flag['benign']['user_fpr'])}), benign queries alarmed {_pct(flag['benign']['query_fpr'])}.",
-              "", "| scope | attacker | processes | detected | benign users flagged |", "|---|---|---|---|---|"]
-    for scope, run in r["many_ids"].items():
-        rr = run["runs"]["flag"]
-        for a in rr["attacks"]:
-            lines.append(f"| {scope} | {a['attack']} | {a['processes']} | {_pct(a['detection_rate'])} | "
-                         f"{rr['benign']['users_flagged']}/{rr['benign']['users']} |")
+    stores = list(r["runs"])
+    lines = [f"Command: `{r['command']}` (seed {r['seed']}); held-out patients {', '.join(r['evaluation']['patients'])} "
+             f"({r['evaluation']['n']} patches, labels {r['evaluation']['labels']}); classifier accuracy there "
+             f"{r['classifier']['held_out']['accuracy']:.3f}.", ""]
+    for s in stores:
+        c = r["runs"][s]["calibration"]
+        lines.append(f"- {s} store: threshold {c['threshold']:.4g}"
+                     + ("" if c.get("global_threshold") is None else f", cross-user {c['global_threshold']:.4g}")
+                     + f", calibrated on {c['n_users']} benign users ({c['n_queries']} queries; workloads "
+                       f"{', '.join(r['runs'][s]['calibration_workloads'])}), target {_pct(r['runs'][s]['target_fpr'])}.")
+    head = " | ".join(f"{s}: detected (95 % lower bound) | {s}: median queries to alarm" for s in stores)
+    lines += ["", f"| attacker | processes | {head} | attack success | cover queries per process | ids per process |",
+              "|" + "---|" * (5 + 2 * len(stores))]
+    rows = {s: r["runs"][s]["runs"]["flag"]["attacks"] for s in stores}
+    for i, a in enumerate(rows[stores[0]]):
+        cells = []
+        for s in stores:
+            b = rows[s][i]
+            cells += [f"{b['detected']}/{b['processes']} ({_pct(_lower95(b['detected'], b['processes']))})",
+                      f"{b['median_queries_to_first_alarm']}"]
+        lines.append(f"| {a['attack']} | {a['processes']} | {' | '.join(cells)} | {_pct(a['success_true'])} | "
+                     f"{a.get('median_cover_queries', 0):.0f} | {a.get('median_ids', 1):.0f} |")
+    lines += ["", "| benign workload | " + " | ".join(f"{s}: users flagged" for s in stores) + " |",
+              "|" + "---|" * (1 + len(stores))]
+    kinds = r["runs"][stores[0]]["runs"]["flag"]["benign"]["workloads"]
+    for kind in kinds:
+        cells = [f"{w['users_flagged']}/{w['users']} ({_pct(w['user_fpr'])})"
+                 for w in (r["runs"][s]["runs"]["flag"]["benign"]["workloads"][kind] for s in stores)]
+        lines.append(f"| {kind} | {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"
 
 

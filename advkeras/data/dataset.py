@@ -8,6 +8,9 @@ import numpy as np
 from advkeras.errors import DataError
 
 
+_PER_ROW = ("files",)  # meta entries with one value per image: subsets take their rows
+
+
 @dataclass
 class Dataset:
     """Images float32 [0, 1] NxHxWxC, integer labels, optional group ids (e.g. patients)."""
@@ -42,7 +45,8 @@ class Dataset:
     def subset(self, index: np.ndarray) -> "Dataset":
         """Rows `index` (a boolean mask or integer indices) as a new Dataset."""
         g = None if self.groups is None else self.groups[index]
-        return Dataset(self.x[index], self.y[index], g, self.class_names, self.name, meta=dict(self.meta))
+        meta = {k: np.asarray(v)[index] if k in _PER_ROW and len(v) == len(self) else v for k, v in self.meta.items()}
+        return Dataset(self.x[index], self.y[index], g, self.class_names, self.name, meta=meta)
 
     def __repr__(self) -> str:
         counts = np.bincount(self.y, minlength=self.n_classes).tolist() if len(self.y) else []

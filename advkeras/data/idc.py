@@ -57,4 +57,4 @@ def load_idc(root: str | Path, *, max_per_class_patient: int | None = None, seed
     labels = np.array([e[1] for e in entries], dtype=np.int64)
     groups = np.array([e[2] for e in entries])
     return Dataset(to_float(images), labels, groups=groups, class_names=IDC_CLASSES, name="idc",
-                   n_padded=padded)
+                   n_padded=padded, meta={"files": np.array([e[0].name for e in entries])})

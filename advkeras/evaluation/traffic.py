@@ -27,6 +27,8 @@ from advkeras.data.dataset import Dataset
 from advkeras.defenses.prediction_similarity import (as_user, build_defended_model, calibrate_threshold, query,
                                                      similarity_layer)
 from advkeras.errors import AdvKerasError, InputError
+from advkeras.evaluation.attackers import Strategy, attacker_model
+from advkeras.evaluation.workloads import benign_workload
 from advkeras.models.layers import Jitter
 
 # Small enough for `advkeras assess` (well under a minute on 2 cores); the script runs larger ones.
@@ -107,35 +109,60 @@ def _attack_label(spec: dict) -> str:
 def simulate_traffic(defended: tf.keras.Model, classifier: tf.keras.Model, ds: Dataset,
                      sessions: dict[str, np.ndarray], attacks: list[dict], *, processes: int = 4, seed: int = 0,
                      progress: bool = True) -> dict[str, Any]:
-    """Replay benign sessions and attack processes through `defended` (state reset first); per-attack and
-    benign-user results. Attacks use `processes` correctly classified images of `ds` each."""
+    """Replay benign sessions (user id -> indices into `ds`, or the images themselves) and attack processes
+    through `defended` (state reset first); per-attack and benign-user results, benign also per workload (the
+    part of a user id before its last "-"). Attacks use `processes` correctly classified images of `ds` each."""
     layer = similarity_layer(defended)
     layer.reset_state(keep_threshold=True)
     rng = np.random.default_rng(seed)
     correct = np.flatnonzero(predict_labels(classifier, ds.x) == ds.y)
     if len(correct) == 0:
         raise InputError("the classifier gets no image of this set right; there is nothing to attack.")
-    benign_events = [(u, i) for j in range(max(len(s) for s in sessions.values()))
-                     for u, s in sessions.items() if j < len(s) for i in [s[j]]]
+    images = {u: ds.x[s] if np.asarray(s).ndim == 1 else np.asarray(s, np.float32) for u, s in sessions.items()}
+    # Attacks target patches no benign user opens: with the cross-user scope, a benign user who opens a patch
+    # under attack is matched with the attacker's queries (an alarm on that content, not a false one).
+    seen = {x.tobytes() for xs in images.values() for x in xs}
+    correct = np.array([i for i in correct if ds.x[i].tobytes() not in seen], dtype=int)
+    if len(correct) == 0:
+        raise InputError("every correctly classified image is also sent by a benign user; use fewer benign users "
+                         "or a larger evaluation set.")
+    benign_events = [(u, x[j:j + 1]) for j in range(max(len(x) for x in images.values()))
+                     for u, x in images.items() if j < len(x)]
     slots = np.sort(rng.integers(0, len(benign_events) + 1, len(attacks)))
     flagged = {u: 0 for u in sessions}
     rows, start, b = [], time.perf_counter(), 0
     bar = tqdm(total=len(benign_events) + len(attacks), desc="traffic", unit="event", disable=not progress,
                leave=False)
+    pool = correct
     for k, spec in enumerate(attacks):
-        b = _send_benign(defended, ds, benign_events, b, slots[k], flagged, bar)
-        idx = _pick_images(rng, correct, ds.y, processes)
+        b = _send_benign(defended, benign_events, b, slots[k], flagged, bar)
+        # each attack on images no earlier attack used (else the cross-user scope sees the earlier attack's
+        # queries and credits the later attack with its detection), while enough are left
+        pool = pool if len(pool) >= processes * max(1, len(np.unique(ds.y))) else correct
+        idx = _pick_images(rng, pool, ds.y, processes)
+        pool = np.setdiff1d(pool, idx)
         rows.append(_run_attack_processes(defended, classifier, ds, spec, idx, k, seed))
         bar.update(1)
-    _send_benign(defended, ds, benign_events, b, len(benign_events), flagged, bar)
+    _send_benign(defended, benign_events, b, len(benign_events), flagged, bar)
     bar.close()
     benign_seconds = time.perf_counter() - start - sum(r["seconds"] for r in rows)
-    alarms = np.array(list(flagged.values()))
-    return {"attacks": rows,
-            "benign": {"users": len(sessions), "queries": len(benign_events),
-                       "users_flagged": int((alarms > 0).sum()), "user_fpr": float((alarms > 0).mean()),
-                       "query_fpr": float(alarms.sum() / max(len(benign_events), 1)), "seconds": benign_seconds},
+    return {"attacks": rows, "benign": {**_flag_rates(flagged, len(benign_events)), "seconds": benign_seconds,
+                                        "workloads": _per_workload(flagged, images)},
             "queries_total": int(layer.queries.numpy()), "seconds": time.perf_counter() - start}
+
+
+def _flag_rates(flagged: dict[str, int], n_queries: int) -> dict[str, Any]:
+    alarms = np.array(list(flagged.values()))
+    return {"users": len(flagged), "queries": n_queries, "users_flagged": int((alarms > 0).sum()),
+            "user_fpr": float((alarms > 0).mean()) if len(alarms) else None,
+            "query_fpr": float(alarms.sum() / max(n_queries, 1))}
+
+
+def _per_workload(flagged: dict[str, int], images: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+    kinds = sorted({u.rsplit("-", 1)[0] for u in flagged})
+    return {kind: _flag_rates({u: a for u, a in flagged.items() if u.rsplit("-", 1)[0] == kind},
+                              sum(len(x) for u, x in images.items() if u.rsplit("-", 1)[0] == kind))
+            for kind in kinds}
 
 
 def _pick_images(rng: np.random.Generator, correct: np.ndarray, y: np.ndarray, n: int) -> np.ndarray:
@@ -156,9 +183,9 @@ def _targets(y: np.ndarray, n_classes: int) -> np.ndarray:
     return out
 
 
-def _send_benign(defended, ds, events, begin, end, flagged, bar) -> int:
-    for user, i in events[begin:end]:
-        flagged[user] += int(query(defended, ds.x[i:i + 1], user)["alarm"][0])
+def _send_benign(defended, events, begin, end, flagged, bar) -> int:
+    for user, x in events[begin:end]:
+        flagged[user] += int(query(defended, x, user)["alarm"][0])
         bar.update(1)
     return max(begin, end)
 
@@ -166,8 +193,12 @@ def _send_benign(defended, ds, events, begin, end, flagged, bar) -> int:
 def _run_attack_processes(defended, classifier, ds, spec, idx, k, seed) -> dict[str, Any]:
     label, start = _attack_label(spec), time.perf_counter()
     ids = [f"attacker-{k}-{label}-{p}" for p in range(len(idx))]
-    jitter = Jitter(**{"seed": seed, **spec["jitter"]}) if spec.get("jitter") else None
-    model = as_user(defended, ids, rotate_ids=bool(spec.get("rotate_ids")), transform=jitter)
+    if "strategy" in spec:  # an attacker who works around the detector (evaluation.attackers)
+        cover = np.delete(ds.x, idx, axis=0)  # benign patches, never the attacked ones
+        model = attacker_model(defended, ids, Strategy.from_spec(spec["strategy"]), cover=cover, seed=seed + k)
+    else:
+        jitter = Jitter(**{"seed": seed, **spec["jitter"]}) if spec.get("jitter") else None
+        model = as_user(defended, ids, rotate_ids=bool(spec.get("rotate_ids")), transform=jitter)
     x, y = ds.x[idx], ds.y[idx]
     # Decision-based attacks run targeted at the next class: their untargeted start (uniform noise) often
     # finds no adversarial start at all on a 2-class model; targeted, they start from a batch image.
@@ -195,7 +226,9 @@ def _run_attack_processes(defended, classifier, ds, spec, idx, k, seed) -> dict[
     budget = spec.get("l2_budget", 8 / 255 * np.sqrt(size.shape[1]))
     within = (np.abs(size).max(1) <= spec["eps"] + 1e-6) if spec.get("eps") else np.linalg.norm(size, axis=1) <= budget
     first = stats["first_alarm"][detected]
-    return {"attack": label, "processes": int(ran.sum()), "detected": int(detected.sum()),
+    paid = {"median_cover_queries": float(np.median(stats["cover"])), "median_ids": float(np.median(stats["ids"])),
+            "strategy": Strategy.from_spec(spec["strategy"]).summary()} if "cover" in stats else {}
+    return {"attack": label, "processes": int(ran.sum()), "detected": int(detected.sum()), **paid,
             "detection_rate": float(detected[ran].mean()) if ran.any() else None,
             "median_queries_to_first_alarm": float(np.median(first)) if len(first) else None,
             "median_queries": float(np.median(stats["queries"])),
@@ -211,27 +244,49 @@ def evaluate_prediction_similarity(classifier: tf.keras.Model, calibration: Data
                                    queries_per_user: int = 8, n_calibration_users: int | None = None,
                                    attacks: list[dict] | None = None, processes: int = 4,
                                    actions: tuple[str, ...] = ("flag", "flip"), disjoint_users: bool = False,
-                                   seed: int = 0, progress: bool = True) -> dict[str, Any]:
+                                   workloads: tuple[str, ...] = ("browse",),
+                                   calibration_workloads: tuple[str, ...] | None = None, seed: int = 0,
+                                   progress: bool = True) -> dict[str, Any]:
     """Calibrate the threshold on benign sessions of `calibration` (other patients), then simulate traffic
     on `evaluation` once per action (flag = the answer unchanged, flip = alarmed queries answered falsely).
-    `disjoint_users`: no two benign users send the same patch (use it with scope="global")."""
+    `disjoint_users`: no two benign users send the same patch (use it with scope="global"). `workloads`
+    (`evaluation.workloads.WORKLOADS`): `n_benign` users of each, in calibration and evaluation alike; the
+    benign false-alarm rate is reported per workload. `calibration_workloads` (default: the same) lets the
+    thresholds be set on other traffic than the one evaluated."""
     layer = dict(layer or {})
     if layer.get("store") == "ring":
         layer.setdefault("n_slots", 1024)
     attacks = DEFAULT_ATTACKS if attacks is None else attacks
-    calib_sessions = benign_sessions(calibration, n_calibration_users or n_benign, queries_per_user,
-                                     seed=seed + 1, prefix="calibration", disjoint=disjoint_users)
-    sessions = benign_sessions(evaluation, n_benign, queries_per_user, seed=seed, disjoint=disjoint_users)
-    out: dict[str, Any] = {"layer": layer, "target_fpr": target_fpr, "seed": seed, "runs": {}}
+    calib_sessions = _sessions(calibration, tuple(calibration_workloads or workloads), n_calibration_users or n_benign,
+                               queries_per_user, seed + 1, "calibration", disjoint_users)
+    sessions = _sessions(evaluation, workloads, n_benign, queries_per_user, seed, None, disjoint_users)
+    out: dict[str, Any] = {"layer": layer, "target_fpr": target_fpr, "seed": seed, "workloads": list(workloads),
+                           "calibration_workloads": list(calibration_workloads or workloads), "runs": {}}
     for action in actions:
         defended = build_defended_model(classifier, action=action, **layer)
         if "calibration" not in out:
-            out["calibration"] = calibrate_threshold(defended, {u: calibration.x[i] for u, i in calib_sessions.items()},
-                                                     target_fpr=target_fpr, progress=progress).summary()
-        similarity_layer(defended).threshold.assign(out["calibration"]["threshold"])
+            images = {u: calibration.x[s] if np.asarray(s).ndim == 1 else s for u, s in calib_sessions.items()}
+            out["calibration"] = calibrate_threshold(defended, images, target_fpr=target_fpr,
+                                                     progress=progress).summary()
+        sim = similarity_layer(defended)
+        sim.threshold.assign(out["calibration"]["threshold"])
+        if out["calibration"].get("global_threshold") is not None:
+            sim.global_threshold.assign(out["calibration"]["global_threshold"])
         out["runs"][action] = simulate_traffic(defended, classifier, evaluation, sessions, attacks,
                                                processes=processes, seed=seed, progress=progress)
     out["summary"] = summarize(out)
+    return out
+
+
+def _sessions(ds: Dataset, workloads: tuple[str, ...], n: int, queries: int, seed: int, prefix: str | None,
+              disjoint: bool) -> dict[str, np.ndarray]:
+    """Benign sessions: indices into `ds` for plain browsing (as before workloads existed), else images."""
+    if tuple(workloads) == ("browse",):
+        return benign_sessions(ds, n, queries, seed=seed, prefix=prefix or "user", disjoint=disjoint)
+    out: dict[str, np.ndarray] = {}
+    for j, kind in enumerate(workloads):
+        name = kind if prefix is None else f"{prefix}:{kind}"
+        out.update(benign_workload(ds, kind, n, queries, seed=seed + 7 * j, prefix=name))
     return out
 
 
@@ -245,6 +300,8 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         summary[action] = {"processes": n, "detected": det, "detection_rate": det / n if n else None,
                            "median_queries_to_first_alarm": float(np.median(firsts)) if firsts else None,
                            "benign_user_fpr": run["benign"]["user_fpr"],
+                           "benign_user_fpr_by_workload": {k: v["user_fpr"]
+                                                           for k, v in run["benign"].get("workloads", {}).items()},
                            "attack_success_true": {r["attack"]: r["success_true"] for r in run["attacks"]}}
     return summary
 

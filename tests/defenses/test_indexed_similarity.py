@@ -28,6 +28,7 @@ def _defended(classifier, **kw):
     kw.setdefault("threshold", THRESHOLD)
     kw.setdefault("global_threshold", THRESHOLD)
     kw.setdefault("capacity", 2048)
+    kw.setdefault("global_min_matches", kw.get("min_matches", 3))
     return build_defended_model(classifier, **kw)
 
 

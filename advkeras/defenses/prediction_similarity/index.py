@@ -55,10 +55,11 @@ class IndexedPredictionSimilarity(tf.keras.layers.Layer):
     - `min_distance` / `match_distance`: distance to the closest / the `min_matches`-th closest earlier
       near-duplicate of the same user, counting each distinct content once (`NO_HISTORY` if none);
       `distance_alarm`: how many are below `threshold` (counted up to `min_matches`);
-    - the same with `global_` for other users' queries (threshold `global_threshold`), and `matched_user`: the
-      id of the closest other user's query ("" if none);
-    - `user_alarm`, `global_alarm`, `alarm` (either); `adversarial_probability`: near-duplicates below the
-      threshold over `min_matches`, capped at 1 (a heuristic score, not a calibrated probability);
+    - the same with `global_` for other users' queries (threshold `global_threshold`, `global_min_matches`
+      of them: colleagues who re-scan the patches of one case make more cross-user near-duplicates than one
+      user does), and `matched_user`: the id of the closest other user's query ("" if none);
+    - `user_alarm`, `global_alarm`, `alarm` (either); `adversarial_probability`: the larger share of the
+      near-duplicates an alarm needs, per scope (a heuristic score in [0, 1], not a calibrated probability);
     - `probabilities` / `label`: the answer after `action` on alarmed rows (flag, flip or block).
 
     `threshold=None` / `global_threshold=None`: uncalibrated, that scope never alarms until `calibrate_threshold`.
@@ -71,8 +72,9 @@ class IndexedPredictionSimilarity(tf.keras.layers.Layer):
     has_user = property(lambda self: self.scope in ("user", "both"))
 
     def __init__(self, *, threshold: float | None = None, global_threshold: float | None = None,
-                 min_matches: int = 3, action: str = "flag", scope: str = "both", capacity: int = 32768,
-                 tables: int = 8, bits: int = 16, ways: int = 4, max_age: int | None = None,
+                 min_matches: int = 3, global_min_matches: int = 8, action: str = "flag", scope: str = "both",
+                 capacity: int = 32768,
+                 tables: int = 8, bits: int = 16, ways: int = 8, max_age: int | None = None,
                  thumbnail_size: int = 16, max_shift: int = 2, shift_step: int = 1, orientations: int = 8,
                  max_distance: float = 0.1, seed: int = 0, **kwargs: Any):
         super().__init__(**kwargs)
@@ -83,15 +85,21 @@ class IndexedPredictionSimilarity(tf.keras.layers.Layer):
         if orientations not in ORIENTATIONS:
             raise InputError(f"orientations must be one of {ORIENTATIONS} (identity, +mirror, +90 degrees, all 8), "
                              f"got {orientations}.")
-        if min(capacity, tables, ways, min_matches, thumbnail_size) < 1 or not 1 <= bits <= 40:
-            raise InputError("need capacity, tables, ways, min_matches, thumbnail_size >= 1 and 1 <= bits <= 40; "
-                             f"got capacity={capacity}, tables={tables}, ways={ways}, min_matches={min_matches}, "
+        if min(capacity, tables, ways, min_matches, global_min_matches, thumbnail_size) < 1 or not 1 <= bits <= 40:
+            raise InputError("need capacity, tables, ways, min_matches, global_min_matches, thumbnail_size >= 1 and "
+                             f"1 <= bits <= 40; got capacity={capacity}, tables={tables}, ways={ways}, "
+                             f"min_matches={min_matches}, global_min_matches={global_min_matches}, "
                              f"thumbnail_size={thumbnail_size}, bits={bits}.")
+        if ways < max(min_matches, global_min_matches):
+            raise InputError(f"ways ({ways}) must be >= min_matches and global_min_matches ({min_matches}, "
+                             f"{global_min_matches}): a bucket keeps the last `ways` queries of one signature, so "
+                             "fewer ways could never hold enough near-duplicates of one image.")
         if max_shift < 0 or shift_step < 1 or (max_age is not None and max_age < 1) or not 0 < max_distance <= 2:
             raise InputError(f"need max_shift >= 0, shift_step >= 1, max_age >= 1 (or None) and 0 < max_distance <= 2; "
                              f"got {max_shift}, {shift_step}, {max_age}, {max_distance}.")
         self.initial_threshold, self.initial_global_threshold = threshold, global_threshold
-        self.min_matches, self.action, self.scope = int(min_matches), action, scope
+        self.min_matches, self.global_min_matches = int(min_matches), int(global_min_matches)
+        self.action, self.scope = action, scope
         self.capacity, self.tables, self.bits, self.ways = int(capacity), int(tables), int(bits), int(ways)
         self.max_age = None if max_age is None else int(max_age)
         self.thumbnail_size, self.max_shift, self.shift_step = int(thumbnail_size), int(max_shift), int(shift_step)
@@ -183,11 +191,11 @@ class IndexedPredictionSimilarity(tf.keras.layers.Layer):
         alarm = user_alarm | global_alarm
         self._record(batch, signature)
         self.alarms.assign_add(tf.reduce_sum(tf.cast(alarm, tf.int64)))
-        close = out["distance_alarm"] + out["global_distance_alarm"]
+        share = tf.maximum(tf.cast(out["distance_alarm"], tf.float32) / self.min_matches,
+                           tf.cast(out["global_distance_alarm"], tf.float32) / self.global_min_matches)
         answer, label = act(probs, alarm, self.action, self.n_classes)
         return {**out, "probabilities": answer, "label": label, "alarm": alarm,
-                "user_alarm": user_alarm, "global_alarm": global_alarm,
-                "adversarial_probability": tf.minimum(1.0, tf.cast(close, tf.float32) / self.min_matches)}
+                "user_alarm": user_alarm, "global_alarm": global_alarm, "adversarial_probability": share}
 
     def _signatures(self, views: tf.Tensor) -> tf.Tensor:
         """N x V x T int64: one `bits`-bit random-hyperplane signature per view and table."""
@@ -224,11 +232,12 @@ class IndexedPredictionSimilarity(tf.keras.layers.Layer):
         query_view = tf.gather_nd(b.views, tf.stack([rows, view_idx], axis=1))
         dist = 1.0 - tf.reduce_sum(query_view * vec, axis=-1)
         rows, content, dist, cand_user = (tf.boolean_mask(t, alive) for t in (rows, cand_content, dist, cand_user))
-        ordered, names = _per_row_sorted(rows, content, dist, cand_user, tf.shape(b.owner)[0], self.min_matches)
+        need = self.min_matches if scope == "user" else self.global_min_matches
+        ordered, names = _per_row_sorted(rows, content, dist, cand_user, tf.shape(b.owner)[0], need)
         n_close = tf.reduce_sum(tf.cast(ordered < threshold, tf.int32), axis=1)
         prefix = "" if scope == "user" else "global_"
-        out = {f"{prefix}min_distance": ordered[:, 0], f"{prefix}match_distance": ordered[:, self.min_matches - 1],
-               f"{prefix}distance_alarm": n_close, f"{scope}_alarm_": n_close >= self.min_matches}
+        out = {f"{prefix}min_distance": ordered[:, 0], f"{prefix}match_distance": ordered[:, need - 1],
+               f"{prefix}distance_alarm": n_close, f"{scope}_alarm_": n_close >= need}
         if scope == "global":
             out["matched_user"] = names
         return out
@@ -280,6 +289,7 @@ class IndexedPredictionSimilarity(tf.keras.layers.Layer):
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "threshold": self.initial_threshold,
                 "global_threshold": self.initial_global_threshold, "min_matches": self.min_matches,
+                "global_min_matches": self.global_min_matches,
                 "action": self.action, "scope": self.scope, "capacity": self.capacity, "tables": self.tables,
                 "bits": self.bits, "ways": self.ways, "max_age": self.max_age, "thumbnail_size": self.thumbnail_size,
                 "max_shift": self.max_shift, "shift_step": self.shift_step, "orientations": self.orientations,
