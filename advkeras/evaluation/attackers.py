@@ -131,20 +131,17 @@ class _Attackers(tf.keras.layers.Layer):
             names = st.blind or BLINDING
             strength = 1.0 + tf.cast(tf.minimum(level, 2), tf.float32) if st.adaptive else tf.ones([n])
             x = blind(x, names, strength, self.seed)
-        cover_x, cover_ids = self._cover(n, ids)
-        out = self.defended({"image": tf.concat([cover_x, x], 0), "user_id": tf.concat([cover_ids, ids], 0)},
-                            training=False)
-        k = tf.shape(cover_x)[0]
-        alarm = tf.cast(out["alarm"][k:], tf.int64)
+        if st.flush or st.drip:  # a request of its own before the attack query (tf.function keeps the order)
+            cover_x, cover_ids = self._cover(n, ids)
+            self.defended({"image": cover_x, "user_id": cover_ids}, training=False)
+        out = self.defended({"image": x, "user_id": ids}, training=False)
+        alarm = tf.cast(out["alarm"], tf.int64)
         self._count(process, alarm, epoch)
-        return tf.math.log(tf.maximum(out["probabilities"][k:], 1e-12))
+        return tf.math.log(tf.maximum(out["probabilities"], 1e-12))
 
     def _cover(self, n, ids):
         """Cover rows sent before this call's attack rows: own-id flushing and other users' drip."""
         st = self.strategy
-        shape = [0, *image_shape(self.defended)]
-        if not (st.flush or st.drip):
-            return tf.zeros(shape), tf.constant([], tf.string)
         xs, names = [], []
         calls = tf.strings.as_string(self.calls)
         for k, own in ((st.flush, True), (st.drip, False)):
