@@ -39,7 +39,9 @@ RULES = [
     f"Attack campaigns through the API: share c of simulated attack processes caught, share b of benign users "
     f"flagged; low if c >= {PROCESS_LOW:.1%} and b <= {PROCESS_MAX_BENIGN:.0%}, medium if c >= "
     f"{PROCESS_MEDIUM:.0%}, else high; low also needs the 95 % interval of c to stay above "
-    f"{PROCESS_MEDIUM:.0%} and that of b below {5 * PROCESS_MAX_BENIGN:.0%}. Not adaptive (no history flushing or many ids).",
+    f"{PROCESS_MEDIUM:.0%} and that of b below {5 * PROCESS_MAX_BENIGN:.0%}. c is that of the attacker caught "
+    "least (attackers who flush the history, use many ids or blind their queries included when they ran, and "
+    "named), b that of the benign workload flagged most (re-sent and re-scanned patches included when they ran).",
 ]
 
 
@@ -287,6 +289,13 @@ def process_risk(ps: dict[str, Any] | None) -> list[dict]:
         return []
     d, f = ps["detected_share"], ps.get("benign_flagged_share", 0.0)
     n, m = ps.get("processes"), ps.get("benign_users")
+    who = "simulated attack processes"
+    if ps.get("worst_detected_share") is not None:  # grade on the attacker caught least, not the average
+        d, n, who = ps["worst_detected_share"], ps.get("worst_processes"), f"'{ps['worst_attacker']}' processes"
+    where = ""
+    if ps.get("worst_workload_flagged_share") is not None:
+        f, m, where = (ps["worst_workload_flagged_share"], ps.get("worst_workload_users"),
+                       f" of the '{ps['worst_workload']}' workload")
     level = "low" if d >= PROCESS_LOW and f <= PROCESS_MAX_BENIGN else "medium" if d >= PROCESS_MEDIUM else "high"
     intervals, few = "", ""
     if n and m:
@@ -295,9 +304,12 @@ def process_risk(ps: dict[str, Any] | None) -> list[dict]:
         intervals = f" (95 % intervals {dl:.0%}-{dh:.0%} and {fl:.0%}-{fh:.0%})"
         if level == "low" and (dl < PROCESS_MEDIUM or fh > 5 * PROCESS_MAX_BENIGN):
             level, few = "medium", " Too few simulated processes or users to support a low level."
+    adaptive = ps.get("adaptive_attackers") or []
+    tried = (f"attackers who work around it ran: {', '.join(adaptive)}" if adaptive
+             else "attackers not adaptive: no history flushing, many ids or blinding was tried")
     return [{"threat": "attack campaigns through the API", "level": level, "value": d,
-             "reason": f"prediction similarity caught {d:.1%} of {n} simulated attack processes and flagged "
-                       f"{f:.1%} of {m} benign users{intervals} (attackers not adaptive).{few}"}]
+             "reason": f"prediction similarity caught {d:.1%} of {n} {who} and flagged {f:.1%} of {m} benign "
+                       f"users{where}{intervals} ({tried}).{few}"}]
 
 
 def risk_summary(metrics: dict[str, Any]) -> list[dict]:

@@ -39,6 +39,13 @@ DEFAULT_ATTACKS: list[dict[str, Any]] = [
     {"name": "hopskipjump", "targeted": True, "params": {"steps": 2, "initial_gradient_eval_steps": 20}},
     {"name": "bim", "backend": "foolbox", "eps": 8 / 255, "label": "bim+jitter",
      "jitter": {"noise": 16 / 255, "max_shift": 2}},
+    # attackers who work around the detector (evaluation.attackers): more cover queries than the ring store
+    # holds, a new id per query, every blinding transform
+    {"name": "bim", "backend": "foolbox", "eps": 8 / 255, "label": "bim, flush 40", "strategy": {"flush": 40}},
+    {"name": "bim", "backend": "foolbox", "eps": 8 / 255, "label": "bim, new id per query",
+     "strategy": {"new_id_every": 1}},
+    {"name": "bim", "backend": "foolbox", "eps": 8 / 255, "label": "bim, blind: all",
+     "strategy": {"blind": ["brightness", "contrast", "colour", "orientation", "shift", "noise"]}},
 ]
 
 

@@ -210,6 +210,8 @@ def render_report(metrics: dict[str, Any], figures: dict[str, Any], out: str | P
         "detectors": _detectors_body(m),
         "prediction_similarity": _rows_body([m["ps_summary"]] if m.get("ps_summary") else [], [
             ("detected_share", "attack processes detected"), ("benign_flagged_share", "benign users flagged"),
+            ("worst_attacker", "attacker caught least"), ("worst_detected_share", "its processes detected"),
+            ("worst_workload", "benign workload flagged most"), ("worst_workload_flagged_share", "its users flagged"),
             ("median_queries_to_alarm", "median queries to first alarm"),
             ("success_flip_off", "attack success, flip off"), ("success_flip_on", "attack success, flip on")]),
         "activation_graphs": _rows_body((m.get("activation_graphs") or {}).get("table", []), [

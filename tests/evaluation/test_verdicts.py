@@ -167,3 +167,19 @@ def test_the_defense_verdict_says_whether_the_adaptive_battery_ran():
            "sanity_checks": {"failed": [], "checks": {}}}
     assert "12 attack runs (adaptive battery run)" in defense_risk([row])[0]["reason"]
     assert "lower bound" in defense_risk([{**row, "adaptive": False}])[0]["reason"]
+
+
+def test_attack_campaign_verdict_grades_on_the_attacker_caught_least():
+    from advkeras.evaluation.risk import process_risk
+
+    pooled = {"detected_share": 0.98, "benign_flagged_share": 0.0, "processes": 400, "benign_users": 300}
+    (plain,) = process_risk(pooled)
+    assert plain["level"] == "medium" and "not adaptive" in plain["reason"]
+    worst = {**pooled, "worst_attacker": "bim, new id per query", "worst_detected_share": 0.5, "worst_processes": 50,
+             "adaptive_attackers": ["bim, flush 40", "bim, new id per query"], "worst_workload": "rescan",
+             "worst_workload_flagged_share": 0.03, "worst_workload_users": 100}
+    (row,) = process_risk(worst)
+    assert row["level"] == "high" and row["value"] == 0.5  # the pooled 98 % hides an attacker caught half the time
+    assert "'bim, new id per query'" in row["reason"] and "flush 40" in row["reason"] and "'rescan'" in row["reason"]
+    (fine,) = process_risk({**worst, "worst_detected_share": 1.0, "worst_processes": 400})
+    assert fine["level"] == "medium"  # every attacker caught, but 3 % of the rescan workload flagged
