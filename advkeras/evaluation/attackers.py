@@ -131,27 +131,27 @@ class _Attackers(tf.keras.layers.Layer):
             names = st.blind or BLINDING
             strength = 1.0 + tf.cast(tf.minimum(level, 2), tf.float32) if st.adaptive else tf.ones([n])
             x = blind(x, names, strength, self.seed)
-        if st.flush or st.drip:  # a request of its own before the attack query (tf.function keeps the order)
-            cover_x, cover_ids = self._cover(n, ids)
-            self.defended({"image": cover_x, "user_id": cover_ids}, training=False)
+        if st.flush:  # requests of their own before the attack query (tf.function keeps the order)
+            self._send_cover(st.flush, lambda c: ids)
+        if st.drip:
+            calls = tf.strings.as_string(self.calls)
+            self._send_cover(st.drip, lambda c: "bystander-" + calls + "-" + tf.strings.as_string(c) + "-"
+                             + tf.strings.as_string(tf.range(n)))
         out = self.defended({"image": x, "user_id": ids}, training=False)
         alarm = tf.cast(out["alarm"], tf.int64)
         self._count(process, alarm, epoch)
         return tf.math.log(tf.maximum(out["probabilities"], 1e-12))
 
-    def _cover(self, n, ids):
-        """Cover rows sent before this call's attack rows: own-id flushing and other users' drip."""
-        st = self.strategy
-        xs, names = [], []
-        calls = tf.strings.as_string(self.calls)
-        for k, own in ((st.flush, True), (st.drip, False)):
-            if not k:
-                continue
-            idx = tf.random.uniform([n * k], 0, tf.shape(self.cover)[0], tf.int32, seed=self.seed + 11 + own)
-            xs.append(tf.gather(self.cover, idx))
-            rows = tf.range(n * k)
-            names.append(tf.repeat(ids, k) if own else "bystander-" + calls + "-" + tf.strings.as_string(rows))
-        return tf.concat(xs, 0), tf.concat(names, 0)
+    def _send_cover(self, rounds: int, names) -> None:
+        """`rounds` requests of one cover query per process each (random benign patches), ids from `names(c)`:
+        as many requests as a real attacker would send, so no request is unrealistically large."""
+        def send(c):
+            ids = names(c)
+            idx = tf.random.uniform(tf.shape(ids), 0, tf.shape(self.cover)[0], tf.int32, seed=self.seed + 11)
+            self.defended({"image": tf.gather(self.cover, idx), "user_id": ids}, training=False)
+            return (c + 1,)
+
+        tf.while_loop(lambda c: c < rounds, send, (tf.constant(0),))
 
     def _count(self, process, alarm, epoch) -> None:
         ones = tf.ones_like(alarm)

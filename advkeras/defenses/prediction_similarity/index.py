@@ -41,6 +41,7 @@ from advkeras.defenses.prediction_similarity.layer import ACTIONS, NO_HISTORY, a
 from advkeras.errors import InputError
 
 INDEX_SCOPES = ("user", "global", "both")
+_ROW_BITS = 20  # rows of one request are matched with each other up to 2^20 rows
 ORIENTATIONS = (1, 2, 4, 8)
 OUTPUT_KEYS = ("probabilities", "label", "alarm", "adversarial_probability", "min_distance", "match_distance",
                "distance_alarm", "user_alarm", "global_alarm", "global_min_distance", "global_match_distance",
@@ -219,7 +220,7 @@ class IndexedPredictionSimilarity(tf.keras.layers.Layer):
         """Distances of each row to its distinct earlier near-duplicates in scope (history and earlier rows)."""
         key, row = self._keys(signature, b.owner, scope)  # N x V x T
         stored_rows, stored_seq, stored_views = self._stored_candidates(key, row)
-        batch_rows, batch_seq, batch_views = _batch_candidates(key, b)
+        batch_rows, batch_seq, batch_views = _batch_candidates(key, b, self.ways)
         rows = tf.concat([stored_rows, batch_rows], 0)
         seq = tf.concat([stored_seq, batch_seq], 0)
         view_idx = tf.concat([stored_views, batch_views], 0)
@@ -303,14 +304,29 @@ class _Batch:
         self.views, self.content, self.owner, self.user_id, self.seq = views, content, owner, user_id, seq
 
 
-def _batch_candidates(key: tf.Tensor, b: _Batch) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """(row j, sequence number of an earlier row i < j, view of j) wherever a view key of j equals i's stored key."""
-    stored = key[:, 0]  # N x T: the keys row i will be stored under
-    eq = tf.reduce_any(tf.equal(key[:, :, None, :], stored[None, None, :, :]), axis=-1)  # N(j) x V x N(i)
-    n = tf.shape(key)[0]
-    earlier = tf.range(n)[None, :] < tf.range(n)[:, None]  # [j, i]: i before j
-    hit = tf.where(eq & earlier[:, None, :])
-    return hit[:, 0], tf.gather(b.seq, hit[:, 2]), hit[:, 1]
+def _batch_candidates(key: tf.Tensor, b: _Batch, ways: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """(row j, sequence number of an earlier row i < j, view of j) wherever a view key of j equals a key row i will
+    be stored under; at most the `ways` latest such rows per key, as the index would hold. Linear in the batch:
+    the stored keys are sorted once (their low bits replaced by the row number) and each view key is looked up
+    by binary search just below its own row."""
+    n = tf.shape(key, out_type=tf.int64)[0]
+    low = tf.constant(_ROW_BITS, tf.int64)
+
+    def high(k):
+        return tf.bitwise.left_shift(tf.bitwise.right_shift(k, low), low)
+
+    stored = key[:, 0]  # N x T
+    rows = tf.broadcast_to(tf.range(n)[:, None], tf.shape(stored))
+    packed = tf.sort(tf.reshape(high(stored) | rows, [-1]))
+    wanted = high(key) | tf.range(n)[:, None, None]  # N x V x T: same key, rows before j
+    at = tf.searchsorted(packed, tf.reshape(wanted, [-1]), side="left")
+    back = at[:, None] - tf.range(1, ways + 1, dtype=at.dtype)  # the `ways` entries just below
+    found = tf.gather(packed, tf.maximum(back, 0))
+    same = (back >= 0) & tf.equal(high(found), high(tf.reshape(wanted, [-1]))[:, None])
+    shape = tf.concat([tf.shape(key), [ways]], axis=0)
+    hit = tf.where(tf.reshape(same, shape))  # M x 4: j, v, t, way
+    i = tf.gather_nd(tf.reshape(found - high(found), shape), hit)
+    return hit[:, 0], tf.gather(b.seq, i), hit[:, 1]
 
 
 def _per_row_sorted(rows, content, dist, names, n_rows, k) -> tuple[tf.Tensor, tf.Tensor]:
