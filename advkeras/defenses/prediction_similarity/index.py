@@ -37,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from advkeras.defenses.prediction_similarity.canonical import canonical_views, content_fingerprint, n_views
-from advkeras.defenses.prediction_similarity.layer import ACTIONS, NO_HISTORY, act
+from advkeras.defenses.prediction_similarity.layer import ACTIONS, NO_HISTORY, StateMixin, act
 from advkeras.errors import InputError
 
 INDEX_SCOPES = ("user", "global", "both")
@@ -49,7 +49,7 @@ OUTPUT_KEYS = ("probabilities", "label", "alarm", "adversarial_probability", "mi
 
 
 @tf.keras.utils.register_keras_serializable(package="advkeras")
-class IndexedPredictionSimilarity(tf.keras.layers.Layer):
+class IndexedPredictionSimilarity(StateMixin, tf.keras.layers.Layer):
     """Detects attack processes from the service's whole recent query history (see the module docstring).
 
     Call it on `[image, probabilities, user_id]`. Returns a dict (`OUTPUT_KEYS`):
@@ -69,6 +69,7 @@ class IndexedPredictionSimilarity(tf.keras.layers.Layer):
     """
 
     output_keys = OUTPUT_KEYS
+    _same_config = "same capacity, tables, ways, scope and thumbnail_size"
     has_global = property(lambda self: self.scope in ("global", "both"))
     has_user = property(lambda self: self.scope in ("user", "both"))
 
@@ -139,23 +140,6 @@ class IndexedPredictionSimilarity(tf.keras.layers.Layer):
 
     def _kept(self) -> tuple[tf.Variable, ...]:
         return (self.threshold, self.global_threshold, self.planes)
-
-    def get_state(self) -> dict[str, np.ndarray]:
-        """History, index, counters and thresholds as numpy arrays keyed by variable name."""
-        return {_short(w.name): w.numpy() for w in self.weights}
-
-    def set_state(self, state: dict[str, np.ndarray]) -> None:
-        """Restore what `get_state` returned (a layer of the same configuration)."""
-        own = {_short(w.name): w for w in self.weights}
-        missing = set(own) - set(state)
-        if missing:
-            raise InputError(f"state lacks {sorted(missing)}; pass the dict get_state() returned.")
-        for name, w in own.items():
-            value = np.asarray(state[name])
-            if value.shape != tuple(w.shape):
-                raise InputError(f"state {name!r} has shape {value.shape}, this layer needs {tuple(w.shape)} "
-                                 "(same capacity, tables, ways, scope and thumbnail_size).")
-            w.assign(value if w.dtype == tf.string else value.astype(w.dtype.as_numpy_dtype))
 
     def reset_state(self, keep_threshold: bool = True) -> None:
         """Forget every stored query and zero the counters (the hyperplanes stay)."""
@@ -365,6 +349,3 @@ def _mix(x: tf.Tensor) -> tf.Tensor:
     x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(27, tf.int64))) * -7723592293110705685
     return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(31, tf.int64)))
 
-
-def _short(name: str) -> str:
-    return name.split("/")[-1].split(":")[0]

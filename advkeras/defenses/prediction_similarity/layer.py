@@ -42,8 +42,31 @@ OUTPUT_KEYS = ("probabilities", "label", "alarm", "adversarial_probability", "mi
                "match_distance", "distance_alarm", "prediction_alarm")
 
 
+class StateMixin:
+    """State of a similarity layer as numpy arrays keyed by variable name, out and back in."""
+
+    _same_config = "the same configuration"  # what a shape mismatch asks for
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """The history, counters and thresholds as numpy arrays keyed by variable name."""
+        return {_short(w.name): w.numpy() for w in self.weights}
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore what `get_state` returned (a layer of the same configuration)."""
+        own = {_short(w.name): w for w in self.weights}
+        missing = set(own) - set(state)
+        if missing:
+            raise InputError(f"state lacks {sorted(missing)}; pass the dict get_state() returned.")
+        for name, w in own.items():
+            value = np.asarray(state[name])
+            if value.shape != tuple(w.shape):
+                raise InputError(f"state {name!r} has shape {value.shape}, this layer needs {tuple(w.shape)} "
+                                 f"({self._same_config}).")
+            w.assign(value if w.dtype == tf.string else value.astype(w.dtype.as_numpy_dtype))
+
+
 @tf.keras.utils.register_keras_serializable(package="advkeras")
-class PredictionSimilarity(tf.keras.layers.Layer):
+class PredictionSimilarity(StateMixin, tf.keras.layers.Layer):
     """Detects attack processes from a user's query history; optionally answers them falsely.
 
     Call it on `[image, probabilities, user_id]` (NxHxWxC float32 in [0, 1], NxK softmax output of the
@@ -67,6 +90,7 @@ class PredictionSimilarity(tf.keras.layers.Layer):
     """
 
     output_keys = OUTPUT_KEYS
+    _same_config = "same n_slots, history, thumbnail_size and scope"
 
     def __init__(self, *, metric: str = "mse", threshold: float | None = None, min_matches: int = 1,
                  drop_margin: float = 0.0, action: str = "flag", scope: str = "user", n_slots: int = 256,
@@ -126,23 +150,6 @@ class PredictionSimilarity(tf.keras.layers.Layer):
         self.queries = weight("queries", (), tf.int64)
         self.alarms = weight("alarms", (), tf.int64)
         super().build(input_shape)
-
-    def get_state(self) -> dict[str, np.ndarray]:
-        """The history, counters and threshold as numpy arrays keyed by weight name."""
-        return {_short(w.name): w.numpy() for w in self.weights}
-
-    def set_state(self, state: dict[str, np.ndarray]) -> None:
-        """Restore what `get_state` returned (same layer configuration)."""
-        own = {_short(w.name): w for w in self.weights}
-        missing = set(own) - set(state)
-        if missing:
-            raise InputError(f"state lacks {sorted(missing)}; pass the dict get_state() returned.")
-        for name, w in own.items():
-            value = np.asarray(state[name])
-            if value.shape != tuple(w.shape):
-                raise InputError(f"state {name!r} has shape {value.shape}, this layer needs {tuple(w.shape)} "
-                                 "(same n_slots, history, thumbnail_size and scope).")
-            w.assign(value.astype(w.dtype.as_numpy_dtype))
 
     def reset_state(self, keep_threshold: bool = True) -> None:
         """Forget every user's history and zero the counters."""
