@@ -187,3 +187,12 @@ def test_bad_settings_are_refused_clearly(classifier):
         IndexedPredictionSimilarity(scope="world")
     with pytest.raises(InputError, match="bits"):
         IndexedPredictionSimilarity(bits=64)
+
+
+def test_max_age_forgets_queries_older_than_that(classifier, patches):
+    model = _defended(classifier, min_matches=1, max_age=8)
+    rng = np.random.default_rng(10)
+    query(model, _noisy(patches[:1], rng), "u")
+    query(model, patches[30:40], "u")  # 10 later queries of the service
+    assert not query(model, _noisy(patches[:1], rng), "u")["alarm"][0]
+    assert query(model, _noisy(patches[:1], rng), "u")["alarm"][0]  # the previous one is young enough
