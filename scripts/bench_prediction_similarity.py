@@ -104,11 +104,14 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="docs/benchmarks/prediction_similarity.json")
     ap.add_argument("--reps", type=int, default=60)
+    ap.add_argument("--bits", type=int, default=None, help="signature bits (default: the layer's)")
+    ap.add_argument("--tables", type=int, default=None, help="hash tables (default: the layer's)")
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
     ds = load_sample("idc")
     clf = build_classifier("vgg_mini", ds.input_shape, 2, seed=args.seed)
-    defended = build_defended_model(clf, threshold=0.1, global_threshold=0.1, capacity=STORED[-1])
+    extra = {k: v for k, v in (("bits", args.bits), ("tables", args.tables)) if v is not None}
+    defended = build_defended_model(clf, threshold=0.1, global_threshold=0.1, capacity=STORED[-1], **extra)
     layer = similarity_layer(defended)
     base_views = canonical_views(ds.x[:1500], max_shift=0, orientations=1).numpy()[:, 0]
     model_fn = tf.function(lambda x, ids: defended({"image": x, "user_id": ids}, training=False))
@@ -155,7 +158,8 @@ def main() -> None:
         growth[f"batch{b}_peer"] = by_n[STORED[-1]]["peer_ms_per_query"] / by_n[STORED[0]]["peer_ms_per_query"]
     at_max = {r["batch"]: r for r in rows if r["stored_queries"] == STORED[-1]}
     result = {
-        "command": f"python scripts/bench_prediction_similarity.py --seed {args.seed} --reps {args.reps}",
+        "command": f"python scripts/bench_prediction_similarity.py --seed {args.seed} --reps {args.reps}"
+                   + "".join(f" --{k} {v}" for k, v in extra.items()) + f" --out {args.out}",
         "seed": args.seed, "tensorflow": tf.__version__, "python": platform.python_version(),
         "cpus": os.cpu_count(), "machine": platform.machine(), "load": list(os.getloadavg()),
         "note": "medians (and minima) of repeated calls of compiled functions; added latency is the layer's own "
