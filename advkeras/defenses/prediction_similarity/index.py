@@ -8,7 +8,10 @@ scanning that history, Blacklight-style but on a representation that blinding do
 1. representation: `canonical_views` (standardised grey thumbnail; the 8 rotations/mirrors and a grid of small
    shifts as lookup views), one unit vector per view;
 2. locality-sensitive hashing: `tables` random-hyperplane signatures of `bits` bits per view; near-duplicates
-   share a signature in some table with high probability, unrelated patches almost never;
+   share a signature in some table with high probability, unrelated patches almost never (24 bits: with 16,
+   look-alike patches of one tissue collide often enough that the candidates to verify, and the cost per query,
+   grow with the stored queries: 1.1 -> 15.8 ms per query at batch 64 from 10^3 to 10^6 stored, against
+   1.1 -> 1.5 ms with 24 bits; scripts/bench_prediction_similarity.py);
 3. a set-associative hash table (`tables` x buckets x `ways`) maps a key (signature, table and, for the per-user
    scope, the user's fingerprint) to the sequence numbers of the stored queries that had it; a bucket that is
    full forgets its oldest entry;
@@ -76,7 +79,7 @@ class IndexedPredictionSimilarity(StateMixin, tf.keras.layers.Layer):
     def __init__(self, *, threshold: float | None = None, global_threshold: float | None = None,
                  min_matches: int = 3, global_min_matches: int = 8, action: str = "flag", scope: str = "both",
                  capacity: int = 32768,
-                 tables: int = 8, bits: int = 16, ways: int = 8, max_age: int | None = None,
+                 tables: int = 8, bits: int = 24, ways: int = 8, max_age: int | None = None,
                  thumbnail_size: int = 16, max_shift: int = 2, shift_step: int = 1, orientations: int = 8,
                  max_distance: float = 0.1, seed: int = 0, **kwargs: Any):
         super().__init__(**kwargs)
