@@ -77,7 +77,7 @@ class IndexedPredictionSimilarity(StateMixin, tf.keras.layers.Layer):
     has_user = property(lambda self: self.scope in ("user", "both"))
 
     def __init__(self, *, threshold: float | None = None, global_threshold: float | None = None,
-                 min_matches: int = 3, global_min_matches: int = 8, action: str = "flag", scope: str = "both",
+                 min_matches: int = 3, global_min_matches: int = 5, action: str = "flag", scope: str = "both",
                  capacity: int = 32768,
                  tables: int = 8, bits: int = 24, ways: int = 8, max_age: int | None = None,
                  thumbnail_size: int = 16, max_shift: int = 2, shift_step: int = 1, orientations: int = 8,
