@@ -31,7 +31,10 @@ def stage_prediction_similarity(ctx: RunContext) -> None:
     ctx.metrics["ps_summary"] = {
         "detected_share": flag["detection_rate"], "benign_flagged_share": flag["benign_user_fpr"],
         "median_queries_to_alarm": flag["median_queries_to_first_alarm"],
-        "success_flip_off": _mean(flag["attack_success_true"]), "success_flip_on": _mean(flip["attack_success_true"]),
+        # over the attackers both runs had (flip skips those with a strategy), so the two are comparable
+        "success_flip_off": _mean({k: v for k, v in flag["attack_success_true"].items()
+                                   if k in flip["attack_success_true"]}),
+        "success_flip_on": _mean(flip["attack_success_true"]),
         "processes": flag["processes"], "benign_users": result["runs"]["flag"]["benign"]["users"],
         "worst_attacker": None if worst is None else worst["attack"],
         "worst_detected_share": None if worst is None else worst["detection_rate"],
