@@ -305,7 +305,7 @@ def process_risk(ps: dict[str, Any] | None) -> list[dict]:
         if level == "low" and (dl < PROCESS_MEDIUM or fh > 5 * PROCESS_MAX_BENIGN):
             level, few = "medium", " Too few simulated processes or users to support a low level."
     adaptive = ps.get("adaptive_attackers") or []
-    tried = (f"attackers who work around it ran: {', '.join(adaptive)}" if adaptive
+    tried = (f"attackers who work around it ran: {'; '.join(adaptive)}" if adaptive
              else "attackers not adaptive: no history flushing, many ids or blinding was tried")
     return [{"threat": "attack campaigns through the API", "level": level, "value": d,
              "reason": f"prediction similarity caught {d:.1%} of {n} {who} and flagged {f:.1%} of {m} benign "
