@@ -2,12 +2,13 @@
 
 Benign users each look at one patient's slide: they send patches one at a time, most often a spatial
 neighbour of a patch they already sent (neighbouring patches look alike, which is what makes benign
-traffic hard), otherwise another patch of the same patient, never the same patch twice. Attack processes
+traffic hard), otherwise another patch of the same patient, never the same patch twice; the other benign
+workloads (`evaluation.workloads`) add re-opened, re-scanned, panned and shared patches. Attack processes
 each try to turn one correctly classified held-out patch into an adversarial example by running an
 attack *through* the defended model (`as_user`): every model call of the attack is a query, so the
 defense sees it and, with action="flip", answers falsely. Attacks of one kind run as one batch (row i =
-process i, its own user id); batches are inserted at seeded random points of the benign stream. In
-scope="user" the order does not change any result, since no user is compared with another.
+process i, its own user id); batches are inserted at seeded random points of the benign stream. Attackers
+with a `strategy` (`evaluation.attackers`) flush the history, change ids or blind their queries.
 """
 from __future__ import annotations
 
