@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from advkeras.defenses.prediction_similarity.model import image_shape
+from advkeras.defenses.prediction_similarity.model import AsUsers, image_shape
 from advkeras.errors import InputError
 
 BLINDING = ("brightness", "contrast", "colour", "orientation", "shift", "noise")
@@ -91,31 +91,27 @@ def blind(x: tf.Tensor, names: tuple[str, ...], strength: tf.Tensor, seed: int) 
     return tf.clip_by_value(x, 0.0, 1.0)
 
 
-class _Attackers(tf.keras.layers.Layer):
-    """Attack processes querying the defended model under a strategy; returns log-probabilities as logits."""
+class _Attackers(AsUsers):
+    """Attack processes querying the defended model under a strategy; returns log-probabilities as logits.
+    Adds to `AsUsers`'s counters the cover queries paid, the ids used and the adaptive attacker's level."""
 
     def __init__(self, defended: tf.keras.Model, ids: list[str], strategy: Strategy, cover: np.ndarray | None,
                  seed: int = 0, **kwargs):
-        super().__init__(**kwargs)
-        self.defended, self.ids, self.strategy, self.seed = defended, list(ids), strategy, int(seed)
+        super().__init__(defended, ids, **kwargs)
+        self.strategy, self.seed = strategy, int(seed)
         if (strategy.flush or strategy.drip) and (cover is None or not len(cover)):
             raise InputError("flush and drip strategies need cover images (benign patches to send).")
         self.cover = None if cover is None else tf.constant(cover, tf.float32)
 
     def build(self, input_shape) -> None:
-        p = len(self.ids)
+        super().build(input_shape)  # calls, queries, alarms, first_alarm
 
-        def counter(name, value=0, dtype=tf.int64):
-            return self.add_weight(name=name, shape=(p,), dtype=dtype, trainable=False,
+        def counter(name, value=0):
+            return self.add_weight(name=name, shape=(len(self.ids),), dtype=tf.int64, trainable=False,
                                    initializer=tf.keras.initializers.Constant(value))
 
-        self.calls = self.add_weight(name="calls", shape=(), dtype=tf.int64, trainable=False,
-                                     initializer=tf.keras.initializers.Zeros())
-        self.process_queries, self.process_alarms = counter("queries"), counter("alarms")
-        self.process_first_alarm, self.process_cover = counter("first_alarm"), counter("cover")
-        self.process_ids = counter("ids", 1)
+        self.process_cover, self.process_ids = counter("cover"), counter("ids", 1)
         self.level = counter("level")  # adaptive: alarms seen so far
-        super().build(input_shape)
 
     def call(self, image):
         st, n, p = self.strategy, tf.shape(image)[0], len(self.ids)
@@ -139,7 +135,7 @@ class _Attackers(tf.keras.layers.Layer):
                              + tf.strings.as_string(tf.range(n)))
         out = self.defended({"image": x, "user_id": ids}, training=False)
         alarm = tf.cast(out["alarm"], tf.int64)
-        self._count(process, alarm, epoch)
+        self._count_paid(process, alarm, epoch)
         return tf.math.log(tf.maximum(out["probabilities"], 1e-12))
 
     def _send_cover(self, rounds: int, names) -> None:
@@ -153,13 +149,10 @@ class _Attackers(tf.keras.layers.Layer):
 
         tf.while_loop(lambda c: c < rounds, send, (tf.constant(0),))
 
-    def _count(self, process, alarm, epoch) -> None:
+    def _count_paid(self, process, alarm, epoch) -> None:
+        """The common counters, then what the strategy paid, and the adaptive attacker's escalation."""
+        self._count(process, alarm)
         ones = tf.ones_like(alarm)
-        ordinal = tf.gather(self.process_queries, process) + 1
-        self.process_queries.scatter_add(tf.IndexedSlices(ones, process))
-        self.process_alarms.scatter_add(tf.IndexedSlices(alarm, process))
-        first_now = tf.where((alarm > 0) & tf.equal(tf.gather(self.process_first_alarm, process), 0), ordinal, 0)
-        self.process_first_alarm.scatter_max(tf.IndexedSlices(first_now, process))
         self.process_cover.scatter_add(tf.IndexedSlices(ones * (self.strategy.flush + self.strategy.drip), process))
         # every new epoch and every alarm of the adaptive attacker starts a new id (both at once: counted twice)
         ids_now = epoch + 1 + (tf.gather(self.level, process) + alarm if self.strategy.adaptive else 0)
@@ -171,9 +164,7 @@ class _Attackers(tf.keras.layers.Layer):
     def process_stats(self) -> dict[str, np.ndarray]:
         """Per process: attack queries, alarmed attack queries, first alarmed query (0 = never), cover queries
         paid, user ids used (an upper bound for the adaptive attacker)."""
-        return {"queries": self.process_queries.numpy(), "alarms": self.process_alarms.numpy(),
-                "first_alarm": self.process_first_alarm.numpy(), "cover": self.process_cover.numpy(),
-                "ids": self.process_ids.numpy()}
+        return {**super().process_stats(), "cover": self.process_cover.numpy(), "ids": self.process_ids.numpy()}
 
 
 def attacker_model(defended: tf.keras.Model, ids: list[str], strategy: Strategy, *,

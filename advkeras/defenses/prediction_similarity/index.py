@@ -40,7 +40,7 @@ import numpy as np
 import tensorflow as tf
 
 from advkeras.defenses.prediction_similarity.canonical import canonical_views, content_fingerprint, n_views
-from advkeras.defenses.prediction_similarity.layer import ACTIONS, NO_HISTORY, StateMixin, act
+from advkeras.defenses.prediction_similarity.layer import ACTIONS, NO_HISTORY, StateMixin, act, check_choice
 from advkeras.errors import InputError
 
 INDEX_SCOPES = ("user", "global", "both")
@@ -75,6 +75,7 @@ class IndexedPredictionSimilarity(StateMixin, tf.keras.layers.Layer):
     _same_config = "same capacity, tables, ways, scope and thumbnail_size"
     has_global = property(lambda self: self.scope in ("global", "both"))
     has_user = property(lambda self: self.scope in ("user", "both"))
+    scopes = property(lambda self: ("user", "global") if self.scope == "both" else (self.scope,))
 
     def __init__(self, *, threshold: float | None = None, global_threshold: float | None = None,
                  min_matches: int = 3, global_min_matches: int = 5, action: str = "flag", scope: str = "both",
@@ -83,10 +84,8 @@ class IndexedPredictionSimilarity(StateMixin, tf.keras.layers.Layer):
                  thumbnail_size: int = 16, max_shift: int = 2, shift_step: int = 1, orientations: int = 8,
                  max_distance: float = 0.1, seed: int = 0, **kwargs: Any):
         super().__init__(**kwargs)
-        if action not in ACTIONS:
-            raise InputError(f"unknown action {action!r}; choose one of {', '.join(ACTIONS)}.")
-        if scope not in INDEX_SCOPES:
-            raise InputError(f"unknown scope {scope!r}; choose one of {', '.join(INDEX_SCOPES)}.")
+        check_choice("action", action, ACTIONS)
+        check_choice("scope", scope, INDEX_SCOPES)
         if orientations not in ORIENTATIONS:
             raise InputError(f"orientations must be one of {ORIENTATIONS} (identity, +mirror, +90 degrees, all 8), "
                              f"got {orientations}.")
@@ -168,16 +167,19 @@ class IndexedPredictionSimilarity(StateMixin, tf.keras.layers.Layer):
         new_seq = last - n + 1 + tf.range(n, dtype=tf.int64)
         batch = _Batch(views, content, owner, user_id, new_seq)
 
+        # keys and bucket rows of every view, per active scope; the identity view's (view 0) are also where
+        # this batch is stored
+        keys = {scope: self._keys(signature, owner, scope) for scope in self.scopes}
         out: dict[str, tf.Tensor] = {}
         for scope in ("user", "global"):
-            if (scope == "user" and self.has_user) or (scope == "global" and self.has_global):
+            if scope in keys:
                 thr = self.threshold if scope == "user" else self.global_threshold
-                out.update(self._search(batch, signature, scope, thr))
+                out.update(self._search(batch, *keys[scope], scope, thr))
             else:
                 out.update(_nothing(scope, n))
         user_alarm, global_alarm = out.pop("user_alarm_"), out.pop("global_alarm_")
         alarm = user_alarm | global_alarm
-        self._record(batch, signature)
+        self._record(batch, keys)
         self.alarms.assign_add(tf.reduce_sum(tf.cast(alarm, tf.int64)))
         share = tf.maximum(tf.cast(out["distance_alarm"], tf.float32) / self.min_matches,
                            tf.cast(out["global_distance_alarm"], tf.float32) / self.global_min_matches)
@@ -203,9 +205,10 @@ class IndexedPredictionSimilarity(StateMixin, tf.keras.layers.Layer):
         row = (table - 1) * self.n_buckets + tf.math.floormod(key, self.n_buckets)
         return key, row
 
-    def _search(self, b: "_Batch", signature: tf.Tensor, scope: str, threshold: tf.Tensor) -> dict[str, tf.Tensor]:
-        """Distances of each row to its distinct earlier near-duplicates in scope (history and earlier rows)."""
-        key, row = self._keys(signature, b.owner, scope)  # N x V x T
+    def _search(self, b: "_Batch", key: tf.Tensor, row: tf.Tensor, scope: str,
+                threshold: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Distances of each row to its distinct earlier near-duplicates in scope (history and earlier rows),
+        from the keys and bucket rows of its views (N x V x T)."""
         stored_rows, stored_seq, stored_views = self._stored_candidates(key, row)
         batch_rows, batch_seq, batch_views = _batch_candidates(key, b, self.ways)
         rows = tf.concat([stored_rows, batch_rows], 0)
@@ -252,7 +255,7 @@ class IndexedPredictionSimilarity(StateMixin, tf.keras.layers.Layer):
         user = tf.where(in_batch, tf.gather(b.user_id, i), tf.gather(self.stored_user, slot))
         return vec, owner, content, user, in_batch | was_stored
 
-    def _record(self, b: "_Batch", signature: tf.Tensor) -> None:
+    def _record(self, b: "_Batch", keys: dict[str, tuple[tf.Tensor, tf.Tensor]]) -> None:
         """Store this batch's identity views and add them to the index (each full bucket forgets its oldest)."""
         slot = tf.math.floormod(b.seq, self.capacity)[:, None]
         self.stored_view.scatter_nd_update(slot, tf.cast(b.views[:, 0], tf.float16))
@@ -260,10 +263,8 @@ class IndexedPredictionSimilarity(StateMixin, tf.keras.layers.Layer):
         self.stored_owner.scatter_nd_update(slot, b.owner)
         self.stored_content.scatter_nd_update(slot, b.content)
         self.stored_user.scatter_nd_update(slot, b.user_id)
-        for scope in ("user", "global"):
-            if (scope == "user" and not self.has_user) or (scope == "global" and not self.has_global):
-                continue
-            key, row = self._keys(signature[:, 0], b.owner, scope)  # N x T
+        for key, row in keys.values():
+            key, row = key[:, 0], row[:, 0]  # N x T: the identity view's
             way = tf.argmin(tf.gather(self.index_seq, row), axis=-1)  # empty (0) or oldest entry
             where = tf.reshape(tf.stack([row, way], axis=-1), [-1, 2])
             self.index_key.scatter_nd_update(where, tf.reshape(key, [-1]))

@@ -97,20 +97,13 @@ class PredictionSimilarity(StateMixin, tf.keras.layers.Layer):
                  history: int = 32, representation: str = "thumbnail", thumbnail_size: int = 16,
                  spectrum_size: int = 13, alarm_on: str = "distance", **kwargs: Any):
         super().__init__(**kwargs)
-        if alarm_on not in ALARM_ON:
-            raise InputError(f"unknown alarm_on {alarm_on!r}; choose one of {', '.join(ALARM_ON)}.")
-        if metric not in METRICS:
-            raise InputError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}.")
-        if action not in ACTIONS:
-            raise InputError(f"unknown action {action!r}; choose one of {', '.join(ACTIONS)}.")
-        if scope not in SCOPES:
-            raise InputError(f"unknown scope {scope!r}; choose one of {', '.join(SCOPES)}.")
+        for what, value, choices in (("alarm_on", alarm_on, ALARM_ON), ("metric", metric, METRICS),
+                                     ("action", action, ACTIONS), ("scope", scope, SCOPES),
+                                     ("representation", representation, REPRESENTATIONS)):
+            check_choice(what, value, choices)
         if min(n_slots, history, min_matches) < 1 or min_matches > history:
             raise InputError(f"need n_slots >= 1 and 1 <= min_matches <= history, got n_slots={n_slots}, "
                              f"history={history}, min_matches={min_matches}.")
-        if representation not in REPRESENTATIONS:
-            raise InputError(f"unknown representation {representation!r}; choose one of "
-                             f"{', '.join(REPRESENTATIONS)}.")
         if representation == "spectrum" and metric == "ssim":
             raise InputError("SSIM compares images, not spectra: use metric='mse' or 'psnr' with "
                              "representation='spectrum', or representation='thumbnail' with SSIM.")
@@ -234,6 +227,12 @@ class PredictionSimilarity(StateMixin, tf.keras.layers.Layer):
                 "scope": self.scope, "n_slots": self.n_slots, "history": self.history,
                 "representation": self.representation, "thumbnail_size": self.thumbnail_size,
                 "spectrum_size": self.spectrum_size, "alarm_on": self.alarm_on}
+
+
+def check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
+    """Refuse a setting that is not one of `choices`, naming them."""
+    if value not in choices:
+        raise InputError(f"unknown {what} {value!r}; choose one of {', '.join(choices)}.")
 
 
 def act(probs: tf.Tensor, alarm: tf.Tensor, action: str, n_classes: int) -> tuple[tf.Tensor, tf.Tensor]:

@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from advkeras.defenses.prediction_similarity.index import IndexedPredictionSimilarity
-from advkeras.defenses.prediction_similarity.layer import PredictionSimilarity
+from advkeras.defenses.prediction_similarity.layer import PredictionSimilarity, check_choice
 from advkeras.errors import InputError, ModelError
 from advkeras.models.checks import check_images, check_logits
 
@@ -27,8 +27,7 @@ def build_defended_model(classifier: tf.keras.Model, *, name: str | None = None,
     `layer_kwargs` go to that layer (threshold, action, scope, capacity, ... or metric, n_slots, history, ...).
     """
     check_logits(classifier)
-    if store not in STORES:
-        raise InputError(f"unknown store {store!r}; choose one of {', '.join(STORES)}.")
+    check_choice("store", store, tuple(STORES))
     if store == "index" and {"metric", "n_slots", "history", "representation"} & set(layer_kwargs):
         raise InputError(f"{sorted({'metric', 'n_slots', 'history', 'representation'} & set(layer_kwargs))} "
                          "configure the ring store; pass store='ring' with them, or drop them for the index store.")
@@ -88,7 +87,7 @@ def query(defended: tf.keras.Model, x: np.ndarray, user_id: str | list[str] | np
     return {k: v.numpy() for k, v in out.items()}
 
 
-class _AsUsers(tf.keras.layers.Layer):
+class AsUsers(tf.keras.layers.Layer):
     """Queries the defended model as attacker processes and returns log-probabilities as logits.
 
     Row i of every call is a query of process i % P (user id `ids[i % P]`, or with `rotate_ids` a fresh id
@@ -120,14 +119,17 @@ class _AsUsers(tf.keras.layers.Layer):
             ids = ids + "~" + tf.strings.as_string(self.calls)
         self.calls.assign_add(1)
         out = self.defended({"image": image, "user_id": ids}, training=False)
+        self._count(process, tf.cast(out["alarm"], tf.int64))
+        return tf.math.log(tf.maximum(out["probabilities"], 1e-12))
+
+    def _count(self, process: tf.Tensor, alarm: tf.Tensor) -> None:
+        """Add one query per row to its process, its alarm, and the number of its first alarmed query."""
         ordinal = tf.gather(self.process_queries, process) + 1
-        alarm = tf.cast(out["alarm"], tf.int64)
         self.process_queries.scatter_add(tf.IndexedSlices(tf.ones_like(ordinal), process))
         self.process_alarms.scatter_add(tf.IndexedSlices(alarm, process))
         # first alarm: the query number of the first alarmed query (0 = none yet)
         first_now = tf.where((alarm > 0) & tf.equal(tf.gather(self.process_first_alarm, process), 0), ordinal, 0)
         self.process_first_alarm.scatter_max(tf.IndexedSlices(first_now, process))
-        return tf.math.log(tf.maximum(out["probabilities"], 1e-12))
 
     def process_stats(self) -> dict[str, np.ndarray]:
         """Per process: queries sent, queries alarmed, number of the first alarmed query (0 = never)."""
@@ -151,5 +153,5 @@ def as_user(defended: tf.keras.Model, user_id: str | list[str], *, rotate_ids: b
         raise InputError("give at least one user id.")
     image = tf.keras.Input(image_shape(defended))
     sent = image if transform is None else transform(image)
-    out = _AsUsers(defended, ids, rotate_ids, name="as_user")(sent)
+    out = AsUsers(defended, ids, rotate_ids, name="as_user")(sent)
     return tf.keras.Model(image, out, name="as_" + re.sub(r"[^A-Za-z0-9_.-]", "_", ids[0]))
