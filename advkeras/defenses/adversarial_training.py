@@ -16,12 +16,12 @@ import tensorflow as tf
 from advkeras.attacks import generate, linf_pgd
 from advkeras.data.dataset import Dataset
 from advkeras.defenses.autoencoders.fitting import EpochBar
-from advkeras.defenses.cloning import clone_classifier
+from advkeras.defenses.cloning import clone_classifier, reseed_trainable
 from advkeras.defenses.result import DefenseResult
 from advkeras.errors import InputError
 from advkeras.models import check_images, check_logits, train_classifier
 from advkeras.models.training import make_pipeline
-from advkeras.seeding import derive_seed, preserved_global_rng, seed_random_layers, seed_weights
+from advkeras.seeding import derive_seed, preserved_global_rng, seed_random_layers
 
 
 @preserved_global_rng()
@@ -55,7 +55,7 @@ def adversarial_retraining(model: tf.keras.Model, train: Dataset, val: Dataset |
     augmented = Dataset(np.concatenate(xs), np.concatenate(ys), None, train.class_names, train.name)
     clone = clone_classifier(model, copy_weights=not from_scratch, name=f"{model.name}_adv_trained")
     if from_scratch:  # fresh initial weights from the seed (a derived one: not the original's own start)
-        seed_weights(clone, derive_seed(seed, "from-scratch"))
+        reseed_trainable(clone, derive_seed(seed, "from-scratch"))
     result = train_classifier(clone, augmented, val, epochs=epochs, batch_size=batch_size,
                               learning_rate=learning_rate, patience=patience, augment=augment, seed=seed)
     info = {"form": "retraining", "attacks": added, "share": share, "eps": eps, "backend": backend,
@@ -134,7 +134,7 @@ def pgd_training(model: tf.keras.Model, train: Dataset | tf.data.Dataset, val: D
     with strategy.scope():
         clone = clone_classifier(model, copy_weights=not from_scratch, name=f"{model.name}_pgd_trained")
         if from_scratch:  # fresh initial weights from the seed (a derived one: not the original's own start)
-            seed_weights(clone, derive_seed(seed, "from-scratch"))
+            reseed_trainable(clone, derive_seed(seed, "from-scratch"))
         seed_random_layers(clone, seed)
         trainer = PGDTrainer(clone, eps=eps, steps=steps, step_size=step_size, clean_weight=clean_weight,
                              random_start=random_start, seed=seed)

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from advkeras.errors import ModelError
 from advkeras.models import check_images, check_logits, compose, get_parts
-from advkeras.seeding import preserved_global_rng
+from advkeras.seeding import derive_seed, preserved_global_rng, seed_weights
 
 
 def plain_parts(model: tf.keras.Model) -> tuple[tf.keras.Model, tf.keras.Model]:
@@ -24,24 +24,46 @@ def plain_parts(model: tf.keras.Model) -> tuple[tf.keras.Model, tf.keras.Model]:
     return cnn, dnn
 
 
+def learns(part: tf.keras.Model) -> bool:
+    """Whether training would change `part`. A part frozen before saving loads back with its container
+    flag True but every layer frozen, so the flag alone would unfreeze it in a copy."""
+    return bool(part.trainable and (part.trainable_weights or not part.weights))
+
+
 @preserved_global_rng()  # clone_model seeds the copy's initializers from Python's `random`
-def clone_part(part: tf.keras.Model, *, trainable: bool = True, copy_weights: bool = True) -> tf.keras.Model:
-    """A new model with `part`'s architecture and name (and weights unless `copy_weights=False`)."""
+def clone_part(part: tf.keras.Model, *, trainable: bool | None = None, copy_weights: bool = True) -> tf.keras.Model:
+    """A new model with `part`'s architecture and name (and weights unless `copy_weights=False`).
+
+    `trainable=None` keeps `part`'s flag: a frozen feature extractor (the paper's fixed VGG16) stays frozen
+    when a defense such as adversarial retraining trains the copy."""
     import advkeras.models.layers  # noqa: F401  (custom layers must be registered before cloning)
 
     clone = tf.keras.models.clone_model(part)
     if copy_weights:
         clone.set_weights(part.get_weights())
-    clone.trainable = trainable
+    clone.trainable = learns(part) if trainable is None else trainable
     return clone
 
 
 def clone_classifier(model: tf.keras.Model, *, copy_weights: bool = True, name: str | None = None) -> tf.keras.Model:
-    """image -> cnn -> dnn rebuilt from copies of `model`'s parts (fresh weights if `copy_weights=False`)."""
+    """image -> cnn -> dnn rebuilt from copies of `model`'s parts (fresh weights if `copy_weights=False`,
+    except in a frozen part: nothing would relearn it, so it keeps its weights)."""
     check_logits(model)
     cnn, dnn = plain_parts(model)
-    return compose(clone_part(cnn, copy_weights=copy_weights), clone_part(dnn, copy_weights=copy_weights),
+    return compose(*(clone_part(p, copy_weights=copy_weights or not learns(p)) for p in (cnn, dnn)),
                    name=name or model.name)
+
+
+def reseed_trainable(model: tf.keras.Model, seed: int) -> tf.keras.Model:
+    """Fresh seeded initial weights for `model`'s trainable parts; a frozen part (pretrained features) keeps
+    its own. With every part trainable this is `seed_weights(model, seed)`."""
+    cnn, dnn = get_parts(model)
+    if learns(cnn) and learns(dnn):
+        return seed_weights(model, seed)
+    for part in (cnn, dnn):
+        if learns(part):
+            seed_weights(part, derive_seed(seed, part.name))
+    return model
 
 
 def batched(model: tf.keras.Model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
