@@ -30,8 +30,12 @@ def adversarial_retraining(model: tf.keras.Model, train: Dataset, val: Dataset |
                            backend: str = "native", attack_params: Mapping[str, dict] | None = None,
                            share: float = 1.0, epochs: int = 5, batch_size: int = 64,
                            learning_rate: float = 5e-4, from_scratch: bool = False, augment: bool = False,
-                           patience: int = 3, seed: int = 0) -> DefenseResult:
+                           patience: int = 3, known: Dataset | None = None, seed: int = 0) -> DefenseResult:
     """Retrain a copy of `model` on the training set plus its adversarials (made on the original model).
+
+    `known`: adversarials the user already holds (e.g. caught in production, or the defense paper's
+    "initial adversarials", which it retrained on directly), added as they are with their true labels.
+    A model retrained on them and scored on them is scored on examples it has seen; say so when reporting.
 
     The copy starts from the original weights (fine-tuning) unless `from_scratch`. Every adversarial
     is added, successful or not, labelled with its true class. `attack_params` maps an attack name
@@ -52,6 +56,11 @@ def adversarial_retraining(model: tf.keras.Model, train: Dataset, val: Dataset |
         xs.append(res.clipped)
         ys.append(train.y[idx])
         added[name] = {"n": int(len(res.x)), "success_rate": res.success_rate}
+    if known is not None and len(known):
+        check_images(known.x, model, name="known adversarials")
+        xs.append(known.x)
+        ys.append(known.y)
+        added["known"] = {"n": int(len(known))}
     augmented = Dataset(np.concatenate(xs), np.concatenate(ys), None, train.class_names, train.name)
     clone = clone_classifier(model, copy_weights=not from_scratch, name=f"{model.name}_adv_trained")
     if from_scratch:  # fresh initial weights from the seed (a derived one: not the original's own start)
