@@ -8,6 +8,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from advkeras.data.dataset import Dataset
+from advkeras.data.files import ImageFiles
 from advkeras.errors import DataError
 from advkeras.data.images import list_images, pad_to, read_image, to_float
 
@@ -18,8 +19,12 @@ IDC_CLASSES = ("no IDC", "IDC")
 
 
 def load_idc(root: str | Path, *, max_per_class_patient: int | None = None, seed: int = 0,
-             progress: bool = True) -> Dataset:
+             progress: bool = True, lazy: bool = False) -> Dataset:
     """Load IDC patches from the Kaggle layout.
+
+    `lazy=True` reads no image: the Dataset's images are an `ImageFiles` index decoded where they are used
+    (training and prediction stream them batch by batch), so a folder of any size fits in memory; padding
+    then happens on the fly and `n_padded` is not counted.
 
     Slide-edge patches smaller than 50x50 are padded with white at the bottom/right (the side
     the slide ended on) so every image is 50x50x3; how many were padded is logged.
@@ -44,6 +49,12 @@ def load_idc(root: str | Path, *, max_per_class_patient: int | None = None, seed
     if not entries:
         raise DataError(f"no IDC images found under {root}: expected <patient>/<0|1>/*.png "
                         "sub-folders (e.g. 8863/1/8863_idx5_x1001_y1501_class1.png).")
+    labels = np.array([e[1] for e in entries], dtype=np.int64)
+    groups = np.array([e[2] for e in entries])
+    meta = {"files": np.array([e[0].name for e in entries])}
+    if lazy:
+        return Dataset(ImageFiles([str(e[0]) for e in entries], (*IDC_SIZE, 3), pad=True), labels, groups=groups,
+                       class_names=IDC_CLASSES, name="idc", meta=meta)
     images = np.empty((len(entries), *IDC_SIZE, 3), dtype=np.uint8)
     padded = 0
     for i, (path, _, _) in enumerate(tqdm(entries, desc="loading IDC", disable=not progress)):
@@ -54,7 +65,5 @@ def load_idc(root: str | Path, *, max_per_class_patient: int | None = None, seed
         images[i] = img
     if padded:
         log.info("IDC: padded %d of %d slide-edge patches smaller than 50x50", padded, len(entries))
-    labels = np.array([e[1] for e in entries], dtype=np.int64)
-    groups = np.array([e[2] for e in entries])
     return Dataset(to_float(images), labels, groups=groups, class_names=IDC_CLASSES, name="idc",
-                   n_padded=padded, meta={"files": np.array([e[0].name for e in entries])})
+                   n_padded=padded, meta=meta)

@@ -11,9 +11,12 @@ from advkeras.data.mnist import load_mnist_idx
 from advkeras.data.samples import SAMPLES, load_sample
 
 
-def load_dataset(spec: str | Path) -> Dataset:
+def load_dataset(spec: str | Path, *, lazy: bool = False) -> Dataset:
     """``"idc"``/``"mnist"`` load embedded samples; a path loads an IDC tree (``<patient>/<0|1>/``),
-    an MNIST folder (holding ``*images-idx3-ubyte*`` and ``*labels-idx1-ubyte*``), or an image folder."""
+    an MNIST folder (holding ``*images-idx3-ubyte*`` and ``*labels-idx1-ubyte*``), or an image folder.
+
+    `lazy=True` keeps the images of an IDC tree or image folder on disk (see `advkeras.data.files`);
+    embedded samples and MNIST IDX files are small and always loaded."""
     if str(spec) in SAMPLES:
         return load_sample(str(spec))
     root = Path(spec)
@@ -28,5 +31,5 @@ def load_dataset(spec: str | Path) -> Dataset:
         return load_mnist_idx(images[0], labels[0])
     subdirs = [p for p in root.iterdir() if p.is_dir()]
     if subdirs and all((p / "0").is_dir() or (p / "1").is_dir() for p in subdirs):
-        return load_idc(root)
-    return load_image_folder(root)
+        return load_idc(root, lazy=lazy)
+    return load_image_folder(root, lazy=lazy)

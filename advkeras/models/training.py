@@ -8,6 +8,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from advkeras.data.dataset import Dataset
+from advkeras.data.files import ImageFiles, is_lazy
 from advkeras.models.checks import check_images, check_logits
 from advkeras.models.metrics import classification_metrics
 from advkeras.seeding import derive_seed, preserved_global_rng, seed_random_layers
@@ -64,12 +65,19 @@ def make_pipeline(ds: Dataset, *, batch_size: int, shuffle: bool, augment: bool,
 
     Shuffling and augmentation depend only on `seed` (an op seed and stateless ops), never on TF's
     global seed being set, so they repeat under op determinism."""
+    # Images on disk travel as paths (shuffled cheaply, whole set) and are decoded after the shuffle, in
+    # parallel: memory stays bounded by the prefetched batches whatever the number of images.
+    images, decode = (ds.x.paths, ds.x.decoder()) if is_lazy(ds.x) else (ds.x, None)
     if balanced:
-        pipe = tf.data.Dataset.from_tensor_slices((ds.x, ds.y, balanced_weights(ds.y)))
+        pipe = tf.data.Dataset.from_tensor_slices((images, ds.y, balanced_weights(ds.y)))
+        if decode is not None:
+            pipe = pipe.map(lambda p, y, w: (decode(p), y, w), num_parallel_calls=tf.data.AUTOTUNE)
         return pipe.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    pipe = tf.data.Dataset.from_tensor_slices((ds.x, ds.y))
+    pipe = tf.data.Dataset.from_tensor_slices((images, ds.y))
     if shuffle:
         pipe = pipe.shuffle(len(ds), seed=seed, reshuffle_each_iteration=True)
+    if decode is not None:
+        pipe = pipe.map(lambda p, y: (decode(p), y), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if augment:
         square = ds.x.shape[1] == ds.x.shape[2]
         pipe = _with_keys(pipe, seed).map(_augment if square else _flip, num_parallel_calls=tf.data.AUTOTUNE)
@@ -100,9 +108,9 @@ def train_classifier(model: tf.keras.Model, train: Dataset, val: Dataset | None 
     Shuffling, augmentation and Dropout masks come from `seed` alone; the caller's global random
     state is neither set nor moved (see `advkeras.seeding`)."""
     check_logits(model)
-    check_images(train.x, model, name="training images")
+    check_images(_head(train.x), model, name="training images")
     if val is not None and len(val):
-        check_images(val.x, model, name="validation images")
+        check_images(_head(val.x), model, name="validation images")
     seed_random_layers(model, seed)
     model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate),
                   loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -121,8 +129,22 @@ def train_classifier(model: tf.keras.Model, train: Dataset, val: Dataset | None 
     return TrainResult(model, {k: [float(v) for v in vs] for k, vs in hist.history.items()}, metrics)
 
 
-def predict_logits(model: tf.keras.Model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Logits for a batch of images, in inference mode, without Keras' per-call overhead on small inputs."""
+def _head(x, n: int = 256):
+    """The images to validate: all of an array, the first `n` of a file index (decoding every file of a large
+    set only to check it would cost what streaming saves; the decoder checks each image's size anyway)."""
+    return x[:n] if is_lazy(x) else x
+
+
+def predict_logits(model: tf.keras.Model, x: np.ndarray | ImageFiles, batch_size: int = 256) -> np.ndarray:
+    """Logits for a batch of images, in inference mode, without Keras' per-call overhead on small inputs.
+    Images on disk are decoded batch by batch in a parallel tf.data pipeline."""
+    if is_lazy(x):
+        pipe = tf.data.Dataset.from_tensor_slices(x.paths).map(x.decoder(), num_parallel_calls=tf.data.AUTOTUNE)
+        batches = pipe.batch(batch_size).prefetch(2)
+        out = [model(b, training=False).numpy() for b in tqdm(batches, desc="predicting", unit="batch",
+                                                               total=-(-len(x) // batch_size),
+                                                               disable=len(x) < 50 * batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
     out = [model(x[i:i + batch_size], training=False).numpy() for i in range(0, len(x), batch_size)]
     return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
 
@@ -153,7 +175,7 @@ def fit_on_dataset(data: str | Dataset, *, backbone: str | None = None, epochs: 
     from advkeras.data import load_dataset
     from advkeras.models.zoo import build_classifier, default_backbone
 
-    ds = data if isinstance(data, Dataset) else load_dataset(data)
+    ds = data if isinstance(data, Dataset) else load_dataset(data, lazy=True)  # folders stream from disk
     backbone = backbone or default_backbone(ds.input_shape)
     train, val, test = split_dataset(ds, seed)
     model = build_classifier(backbone, ds.input_shape, ds.n_classes, seed=seed)
