@@ -43,4 +43,11 @@ class RunContext:
         with the run's seed, stratified by class and spread over patients; the same draw for every stage."""
         n_max = int(self.config.get("max_eval") or len(self.test))
         n = n_max if n is None else min(int(n), n_max)
-        return stratified_subset(self.test, n, seed=self.seed)
+        return stratified_subset(self.test, n, seed=self.seed).in_memory()
+
+    def fit_set(self, split: Dataset | None) -> Dataset | None:
+        """`split` (train or val) in memory for a stage that fits on it, capped at `max_fit` images drawn
+        stratified by class over patients, so a data set on disk of any size costs bounded memory."""
+        if split is None:
+            return None
+        return stratified_subset(split, int(self.config.get("max_fit") or len(split)), seed=self.seed).in_memory()

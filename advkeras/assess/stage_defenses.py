@@ -44,8 +44,8 @@ def stage_defenses(ctx: RunContext) -> None:
     if not cfg["enabled"] or not cfg["names"]:
         return
     start = time.perf_counter()
-    built = build_defenses({n: cfg["params"].get(n, {}) for n in cfg["names"]}, ctx.model, ctx.train, ctx.val,
-                           seed=ctx.seed)
+    built = build_defenses({n: cfg["params"].get(n, {}) for n in cfg["names"]}, ctx.model, ctx.fit_set(ctx.train),
+                           ctx.fit_set(ctx.val), seed=ctx.seed)
     models = {n: r.model for n, r in built.items()}
     ctx.defended.update(models)  # later stages (activation graphs) compare these with the original
     every = {"original": ctx.model, **models}
@@ -189,7 +189,7 @@ def _encoder_disagreement(ctx: RunContext, encoder_model, ev, adv: dict) -> dict
         log.warning("encoder disagreement detector skipped: it is calibrated on validation images and this run "
                     "has %d.", 0 if ctx.val is None else len(ctx.val))
         return None
-    calib_set = stratified_subset(ctx.val, 300, seed=ctx.seed)
+    calib_set = stratified_subset(ctx.val, 300, seed=ctx.seed).in_memory()
     det = EncoderDisagreementDetector(ctx.model, encoder_model).fit(calib_set.x, calib_set.y)
     calib = det.decision_function(calib_set.x)
     clean_flags, clean_scores = det.predict(ev.x).astype(bool), det.decision_function(ev.x)

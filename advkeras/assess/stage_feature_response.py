@@ -28,7 +28,7 @@ def stage_feature_response(ctx: RunContext) -> None:
     start = time.perf_counter()
     det = FeatureResponseDetector(ctx.model, window=int(cfg["window"]), stride=cfg["stride"], method=cfg["method"],
                                   direction=cfg["direction"])
-    det.fit(stratified_subset(ctx.val, int(cfg["max_calibration"]), seed=ctx.seed).x)
+    det.fit(stratified_subset(ctx.val, int(cfg["max_calibration"]), seed=ctx.seed).in_memory().x)
     ev = ctx.eval_set()
     clean_scores = det.score_samples(ev.x)
     results, rows = {}, []

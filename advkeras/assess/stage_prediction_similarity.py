@@ -19,7 +19,7 @@ def stage_prediction_similarity(ctx: RunContext) -> None:
         return
     ev = ctx.eval_set()
     result = evaluate_prediction_similarity(
-        ctx.model, ctx.val, ev, layer=cfg["layer"], target_fpr=float(cfg["target_fpr"]),
+        ctx.model, ctx.fit_set(ctx.val), ev, layer=cfg["layer"], target_fpr=float(cfg["target_fpr"]),
         n_benign=int(cfg["benign_users"]), queries_per_user=int(cfg["queries_per_user"]), attacks=cfg["attacks"],
         processes=int(cfg["processes"]), workloads=tuple(cfg.get("workloads") or ("browse",)), seed=ctx.seed,
         progress=False)

@@ -34,7 +34,7 @@ def stage_relevant_neurons(ctx: RunContext) -> None:
         return
     start = time.perf_counter()
     nd = NeuronDescriptors(ctx.model, append_prediction=True).fit()
-    fit_part = stratified_subset(ctx.val, int(cfg["max_fit"]), seed=ctx.seed)
+    fit_part = stratified_subset(ctx.val, int(cfg["max_fit"]), seed=ctx.seed).in_memory()
     n_classes = int(ctx.model.output_shape[-1])
     results, rows, fitted = {}, [], {}
     for key, res in ctx.adversarials.items():

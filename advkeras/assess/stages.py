@@ -26,10 +26,10 @@ log = logging.getLogger(__name__)
 
 
 def stage_data(ctx: RunContext) -> None:
-    ds = load_dataset(ctx.config["data"])
+    ds = load_dataset(ctx.config["data"], lazy=True)  # a folder stays on disk; stages draw what they use
     ctx.train, ctx.val, ctx.test = split_dataset(ds, ctx.seed)
     ctx.metrics["data"] = {
-        "name": ds.name, "n": len(ds), "input_shape": list(ds.input_shape), "classes": list(ds.class_names),
+        "name": ds.name, "n": len(ds), "on_disk": ds.lazy, "input_shape": list(ds.input_shape), "classes": list(ds.class_names),
         "split": {k: {"n": len(p), "groups": None if p.groups is None else sorted(map(str, np.unique(p.groups)))}
                   for k, p in (("train", ctx.train), ("val", ctx.val), ("test", ctx.test))}}
 

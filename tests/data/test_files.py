@@ -77,3 +77,26 @@ def test_lazy_folder_checks_sizes_from_headers(tmp_path):
         load_image_folder(tmp_path, lazy=True, progress=False)
     with pytest.raises(DataError, match="image_shape"):
         ImageFiles(["x.png"], (8, 8))
+
+
+def test_assess_on_a_folder_keeps_it_on_disk_and_fits_stages_on_bounded_subsets(real_idc_tree, tmp_path):
+    from advkeras.assess import assess, load_config
+    from advkeras.assess.context import RunContext
+
+    cfg = load_config(data=str(real_idc_tree), max_eval=24, max_fit=30)
+    cfg["train"] = {"epochs": 1, "batch_size": 32, "learning_rate": 0.001}
+    cfg["attacks"] = [{"name": "fgsm", "backend": "native", "eps": [0.05]}]
+    cfg["defenses"] = {"names": ["middle-ae"], "max_eval": 24, "attacks": ["fgsm"], "new_attack": "fgsm", "eps": 0.05,
+                       "eps_grid": [0.05, 0.2], "params": {"middle-ae": {"epochs": 1}}, "sanity_checks": False}
+    for stage in ("sanity_checks", "feature_response", "prediction_similarity", "relevant_neurons",
+                  "activation_graphs", "adaptive"):
+        cfg[stage] = {"enabled": False}
+    metrics = assess(tmp_path / "run", config=cfg, seed=0).metrics
+    assert metrics["data"]["on_disk"] is True and metrics["data"]["n"] == len(load_idc(real_idc_tree, lazy=True))
+    assert metrics["model"]["test"]["accuracy"] is not None
+    assert [r["defense"] for r in metrics["defense_summary"]] == ["middle-ae"]
+    train = load_idc(real_idc_tree, lazy=True)
+    ctx = RunContext(config=cfg, out=tmp_path, seed=0, test=train)
+    fit = ctx.fit_set(train)
+    assert not fit.lazy and len(fit) == 30 and set(np.unique(fit.y)) == {0, 1}
+    assert not ctx.eval_set().lazy and len(ctx.eval_set()) == 24
