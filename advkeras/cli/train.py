@@ -14,9 +14,12 @@ from advkeras.cli.options import COUNT, POSITIVE, common_options, confirm_overwr
 @click.option("--epochs", type=COUNT, default=25, show_default=True)
 @click.option("--batch-size", type=COUNT, default=64, show_default=True)
 @click.option("--learning-rate", type=POSITIVE, default=1e-3, show_default=True)
+@click.option("--in-memory", is_flag=True,
+              help="Decode a dataset folder into memory first (faster epochs for sets that fit); by default its "
+                   "images stay on disk and stream, so memory does not grow with their number.")
 @deterministic_option
 @common_options("runs/train")
-def train(data: str, backbone: str | None, epochs: int, batch_size: int, learning_rate: float,
+def train(data: str, backbone: str | None, epochs: int, batch_size: int, learning_rate: float, in_memory: bool,
           seed: int, out: str, force: bool, deterministic: bool) -> None:
     """Train a cnn+dnn classifier; writes OUT/model.keras and OUT/metrics.json."""
     from advkeras.runs import prepare_out_dir, write_json
@@ -24,7 +27,7 @@ def train(data: str, backbone: str | None, epochs: int, batch_size: int, learnin
 
     out_dir = prepare_out_dir(out, force=force, confirm=confirm_overwrite, inputs=[data])
     model, metrics = fit_on_dataset(data, backbone=backbone, epochs=epochs, batch_size=batch_size,
-                                    learning_rate=learning_rate, seed=seed)
+                                    learning_rate=learning_rate, seed=seed, lazy=not in_memory)
     model.save(out_dir / "model.keras")
     write_json(out_dir / "metrics.json", {**metrics, "deterministic": deterministic})
     click.echo(f"held-out accuracy {metrics['test']['accuracy']:.3f} -> {out_dir / 'model.keras'}")

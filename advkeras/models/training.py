@@ -167,22 +167,24 @@ def split_dataset(ds: Dataset, seed: int = 0) -> tuple[Dataset, Dataset, Dataset
 
 @preserved_global_rng()
 def fit_on_dataset(data: str | Dataset, *, backbone: str | None = None, epochs: int = 25, batch_size: int = 64,
-                   learning_rate: float = 1e-3, patience: int = 6, seed: int = 0) -> tuple[tf.keras.Model, dict]:
-    """Load `data` (sample name, path or Dataset), split it, build and train a classifier.
+                   learning_rate: float = 1e-3, patience: int = 6, seed: int = 0,
+                   lazy: bool = True) -> tuple[tf.keras.Model, dict]:
+    """Load `data` (sample name, path or Dataset), split it, build and train a classifier. A folder's images
+    stay on disk and stream (`lazy`, see `advkeras.data.files`) unless `lazy=False`.
 
     Returns the model and a metrics dict with the split (groups per split), the training history
     and held-out metrics (accuracy, per-class recall, confusion matrix)."""
     from advkeras.data import load_dataset
     from advkeras.models.zoo import build_classifier, default_backbone
 
-    ds = data if isinstance(data, Dataset) else load_dataset(data, lazy=True)  # folders stream from disk
+    ds = data if isinstance(data, Dataset) else load_dataset(data, lazy=lazy)
     backbone = backbone or default_backbone(ds.input_shape)
     train, val, test = split_dataset(ds, seed)
     model = build_classifier(backbone, ds.input_shape, ds.n_classes, seed=seed)
     # Augment only where orientation carries no meaning (IDC histology patches).
     result = train_classifier(model, train, val, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                               patience=patience, augment=ds.name == "idc", seed=seed, test=test)
-    metrics = {"data": ds.name, "backbone": backbone, "seed": seed, "epochs_run": len(result.history["loss"]),
+    metrics = {"data": ds.name, "on_disk": ds.lazy, "backbone": backbone, "seed": seed, "epochs_run": len(result.history["loss"]),
                "split": {name: {"n": len(part), "groups": None if part.groups is None else
                                 sorted(map(str, np.unique(part.groups)))}
                          for name, part in zip(("train", "val", "test"), (train, val, test))},

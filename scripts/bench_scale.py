@@ -1,0 +1,142 @@
+"""Peak memory and throughput of `advkeras train` / `advkeras assess` on IDC-layout folders of growing size.
+
+    python scripts/bench_scale.py --idc-root ../shared/data/idc --sizes 2000 7680 100000
+
+Each size is an IDC-layout tree built from the shared real patches: a stratified subset (2,000), all of them
+(7,680), or copies under new patient folders, copy k turned by the k-th of the 8 flips/rotations of the
+square (100,000: the issue's synthetic set; copies keep their class and become new "patients", so the
+patient-wise split stays honest). Each command runs in its own process under `/usr/bin/time -v`, whose
+"Maximum resident set size" is the peak memory reported; `--modes memory` repeats `train` with
+`--in-memory` (the old behaviour: every image decoded first) for comparison. Writes
+docs/benchmarks/scale.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+ADVKERAS = [str(Path(sys.executable).with_name("advkeras"))]  # the console script of this environment
+
+
+def parse(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--idc-root", default=str(ROOT.parent / "shared" / "data" / "idc"))
+    p.add_argument("--sizes", type=int, nargs="+", default=[2000, 7680, 100000])
+    p.add_argument("--work", default="/tmp/advkeras_scale", help="where the trees and run folders go")
+    p.add_argument("--commands", nargs="+", default=["train", "assess"], choices=["train", "assess"])
+    p.add_argument("--modes", nargs="+", default=["stream", "memory"], choices=["stream", "memory"],
+                   help="memory: train with --in-memory (assess always streams)")
+    p.add_argument("--memory-max-size", type=int, default=8000,
+                   help="skip --in-memory above this many images (it needs ~115 KB per patch)")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "scale.json"))
+    return p.parse_args(argv)
+
+
+def source_files(root: Path) -> list[tuple[Path, str, int]]:
+    return [(f, patient.name, int(label.name)) for patient in sorted(p for p in root.iterdir() if p.is_dir())
+            for label in sorted(patient.iterdir()) if label.name in ("0", "1") for f in sorted(label.glob("*.png"))]
+
+
+def build_tree(files: list[tuple[Path, str, int]], size: int, dest: Path, seed: int) -> Path:
+    """An IDC-layout tree of `size` real patches (see the module docstring); reused when already built."""
+    from PIL import Image
+
+    marker = dest / ".complete"
+    if marker.exists():
+        return dest
+    if size <= len(files):
+        from advkeras.data import stratified_indices
+
+        y = np.array([f[2] for f in files])
+        groups = np.array([f[1] for f in files])
+        chosen = [(files[i], 0) for i in stratified_indices(y, size, groups=groups, seed=seed)]
+    else:
+        copies = -(-size // len(files))
+        chosen = [(f, k) for k in range(copies) for f in files][:size]
+    for (path, patient, label), k in chosen:
+        folder = dest / (patient if k == 0 else f"{patient}c{k:02d}") / str(label)
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / path.name
+        if k == 0:
+            if not target.exists():
+                os.symlink(path.resolve(), target)
+            continue
+        img = np.asarray(Image.open(path).convert("RGB"))
+        img = np.rot90(img[:, ::-1] if k % 8 >= 4 else img, k % 4)  # the 8 symmetries of the square
+        Image.fromarray(np.ascontiguousarray(img)).save(target)
+    marker.write_text(str(size))
+    return dest
+
+
+def timed(cmd: list[str], log: Path) -> dict:
+    """Run `cmd` under /usr/bin/time -v; wall seconds, peak resident memory (MB) and exit status."""
+    start = time.perf_counter()
+    with log.open("w") as fh:
+        proc = subprocess.run(["/usr/bin/time", "-v", *cmd], stdout=fh, stderr=subprocess.STDOUT,
+                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    text = log.read_text(errors="replace")
+    peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
+    return {"command": " ".join([Path(cmd[0]).name, *cmd[1:]]), "seconds": time.perf_counter() - start,
+            "returncode": proc.returncode, "peak_rss_mb": int(peak.group(1)) / 1024 if peak else None}
+
+
+def assess_config(tree: Path, dest: Path, epochs: int) -> Path:
+    """The default assessment with one training epoch and the stages sized as in `make demo`."""
+    import yaml
+
+    cfg = {"data": str(tree), "train": {"epochs": epochs}}
+    dest.write_text(yaml.safe_dump(cfg))
+    return dest
+
+
+def main(argv=None) -> dict:
+    args = parse(argv)
+    work = Path(args.work)
+    files = source_files(Path(args.idc_root))
+    result = {"command": "python scripts/bench_scale.py " + " ".join(sys.argv[1:]), "args": vars(args),
+              "cpu_count": os.cpu_count(), "runs": []}
+    out = Path(args.out)
+    for size in args.sizes:
+        t0 = time.perf_counter()
+        tree = build_tree(files, size, work / f"idc_{size}", args.seed)
+        built = time.perf_counter() - t0
+        for command in args.commands:
+            for mode in args.modes if command == "train" else ["stream"]:
+                if mode == "memory" and size > args.memory_max_size:
+                    continue
+                run_dir = work / f"{command}_{size}_{mode}"
+                if command == "train":
+                    cmd = [*ADVKERAS, "train", "--data", str(tree), "--epochs", str(args.epochs), "--seed",
+                           str(args.seed), "--out", str(run_dir), "--force"] + (["--in-memory"] if mode == "memory" else [])
+                else:
+                    cfg = assess_config(tree, work / f"assess_{size}.yaml", args.epochs)
+                    cmd = [*ADVKERAS, "assess", "--config", str(cfg), "--seed", str(args.seed), "--out", str(run_dir),
+                           "--force"]
+                row = {"size": size, "stage": command, "mode": mode, "tree_build_seconds": built,
+                       **timed(cmd, work / f"{command}_{size}_{mode}.log")}
+                metrics = run_dir / "metrics.json"
+                if metrics.exists():
+                    m = json.loads(metrics.read_text())
+                    split = m.get("split") or m.get("data", {}).get("split", {})
+                    row["n_train"] = (split.get("train") or {}).get("n")
+                    row["images_per_second"] = (row["n_train"] or 0) * args.epochs / row["seconds"]
+                result["runs"].append(row)
+                print(json.dumps(row), flush=True)
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_text(json.dumps(result, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()
