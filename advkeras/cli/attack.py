@@ -48,11 +48,24 @@ def parse_params(items: tuple[str, ...]) -> dict:
 @click.option("--targeted", is_flag=True, help="Aim at class (label + 1) mod C instead of any wrong class.")
 @click.option("-n", "--n-images", type=COUNT, default=64, show_default=True, help="Held-out images attacked.")
 @click.option("--batch-size", type=COUNT, default=128, show_default=True)
+@click.option("--all-images", is_flag=True, help="Attack every held-out image (ignores -n).")
 @click.option("--param", "params", multiple=True, help="Attack parameter name=value (repeatable), e.g. steps=20.")
+@click.option("--shard-size", type=COUNT, default=None,
+              help="Attack in shards of this many images, each written to OUT/shards as it completes; rerunning "
+                   "the same command resumes (finished shards are kept) and merges once all are done.")
+@click.option("--worker", type=int, default=None, help="This worker's index (0-based) when several share the shards "
+              "[default: from TF_CONFIG, else 0].")
+@click.option("--workers", type=COUNT, default=None, help="How many workers share the shards [default: from "
+              "TF_CONFIG, else 1].")
 @common_options("runs/attack")
 def attack(model_path: str, data: str, attack_name: str, eps: str | None, backend: str | None, targeted: bool,
-           n_images: int, batch_size: int, params: tuple[str, ...], seed: int, out: str, force: bool) -> None:
-    """Attack MODEL on held-out images of DATA; writes OUT/adversarials.npz, OUT/grid.png, OUT/summary.json."""
+           n_images: int, batch_size: int, all_images: bool, params: tuple[str, ...], shard_size: int | None,
+           worker: int | None, workers: int | None, seed: int, out: str, force: bool) -> None:
+    """Attack MODEL on held-out images of DATA; writes OUT/adversarials.npz, OUT/grid.png, OUT/summary.json.
+
+    With --shard-size, workers (on one machine or several sharing OUT) split the shards; the run writes
+    OUT/per_image.npz (labels, predictions, success, norms: no images) and OUT/summary.json once every shard is
+    done."""
     from advkeras.attacks import generate
     from advkeras.attacks.plot import plot_adversarial_grid
     from advkeras.data import load_dataset
@@ -62,10 +75,19 @@ def attack(model_path: str, data: str, attack_name: str, eps: str | None, backen
 
     eps_value, attack_params = parse_eps(eps), parse_params(params)
     model = load_model(model_path)
-    ds = load_dataset(data)
-    test = stratified_subset(split_dataset(ds, seed)[2], n_images, seed=seed)  # by class, across patients
-    x, y = test.x, test.y
+    ds = load_dataset(data, lazy=True)  # a folder stays on disk: only the attacked images are decoded
+    held_out = split_dataset(ds, seed)[2]
+    test = held_out if all_images else stratified_subset(held_out, n_images, seed=seed)  # by class, across patients
+    y = test.y
     target = (y + 1) % int(model.output_shape[-1]) if targeted else None
+    if shard_size is not None:
+        _sharded(model, test, target, attack_name, eps_value, backend, batch_size, attack_params, shard_size,
+                 worker, workers, seed, out, force, plan={"model": str(model_path), "data": str(data),
+                                                          "eps": eps_value, "backend": backend, "params": attack_params,
+                                                          "targeted": targeted, "all_images": all_images,
+                                                          "n_images": n_images})
+        return
+    x = test.in_memory().x
     out_dir = prepare_out_dir(out, force=force, confirm=confirm_overwrite, inputs=[model_path, data])
     res = generate(model, x, y, attack_name, eps=eps_value, backend=backend, target=target, batch_size=batch_size,
                    seed=seed, **attack_params)
@@ -74,4 +96,42 @@ def attack(model_path: str, data: str, attack_name: str, eps: str | None, backen
     write_json(out_dir / "summary.json", {**res.summary(), "model": str(model_path), "data": str(data),
                                           "seed": seed})
     click.echo(f"{res.attack} ({res.backend}) on {len(x)} images: success {res.success_rate:.3f} "
+               f"(on correctly classified: {res.success_rate_on_correct:.3f}) -> {out_dir}")
+
+
+def _sharded(model, test, target, attack_name, eps, backend, batch_size, params, shard_size, worker, workers, seed,
+             out, force, plan) -> None:
+    """This worker's shards, then the merge when none is missing (see `advkeras.attacks.sharded`)."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from advkeras.attacks.sharded import merge_shards, missing_shards, run_shards, shard_sequence, worker_from_tf_config
+    from advkeras.runs import prepare_out_dir, write_json
+
+    tf_index, tf_count = worker_from_tf_config()
+    worker = tf_index if worker is None else worker
+    workers = tf_count if workers is None else workers
+    out_dir = Path(out)
+    if force:
+        out_dir = prepare_out_dir(out, force=True, inputs=[plan["model"], plan["data"]])
+    elif out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "shards").is_dir():
+        raise FileExistsError(f"{out_dir} already holds results that are not a sharded run; pass --force to replace "
+                              "them, or choose another --out.")
+    written = run_shards(model, test.x, test.y, attack_name, out_dir, shard_size=shard_size, worker=worker,
+                         workers=workers, seed=seed, plan=plan, eps=eps, backend=backend, target=target,
+                         batch_size=batch_size, **params)
+    missing = missing_shards(out_dir)
+    click.echo(f"worker {worker}/{workers}: wrote {len(written)} shard(s)"
+               + (f"; waiting for shard(s) {shard_sequence(missing)} (rerun to resume)" if missing else ""))
+    if missing:
+        return
+    res = merge_shards(out_dir)
+    np.savez_compressed(out_dir / "per_image.npz", y=res.y, success=res.success, pred_clean=res.pred_clean,
+                        pred_adv=res.pred_adv, l2=res.l2, linf=res.linf,
+                        **({"groups": test.groups} if test.groups is not None else {}))
+    write_json(out_dir / "summary.json", {**res.summary(), "model": plan["model"], "data": plan["data"], "seed": seed,
+                                          "shards": int(len(list((out_dir / "shards").glob("shard_*.npz")))),
+                                          "shard_size": shard_size})
+    click.echo(f"{res.attack} ({res.backend}) on {len(res.y)} images: success {res.success_rate:.3f} "
                f"(on correctly classified: {res.success_rate_on_correct:.3f}) -> {out_dir}")
