@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -52,7 +53,10 @@ def _jsonable(obj: Any) -> Any:
 
 
 def write_json(path: str | Path, data: Any) -> Path:
-    """Write `data` as indented JSON, converting numpy values (NaN/inf become null)."""
+    """Write `data` as indented JSON, converting numpy values (NaN/inf become null). The file is written under
+    a temporary name and renamed, so a reader (or a killed writer) never leaves half a file."""
     path = Path(path)
-    path.write_text(json.dumps(_jsonable(data), indent=2) + "\n")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(_jsonable(data), indent=2) + "\n")
+    os.replace(tmp, path)
     return path

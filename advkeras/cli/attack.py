@@ -102,6 +102,7 @@ def attack(model_path: str, data: str, attack_name: str, eps: str | None, backen
 def _sharded(model, test, target, attack_name, eps, backend, batch_size, params, shard_size, worker, workers, seed,
              out, force, plan) -> None:
     """This worker's shards, then the merge when none is missing (see `advkeras.attacks.sharded`)."""
+    import os
     from pathlib import Path
 
     import numpy as np
@@ -127,9 +128,11 @@ def _sharded(model, test, target, attack_name, eps, backend, batch_size, params,
     if missing:
         return
     res = merge_shards(out_dir)
-    np.savez_compressed(out_dir / "per_image.npz", y=res.y, success=res.success, pred_clean=res.pred_clean,
+    tmp = out_dir / f".per_image.{os.getpid()}.tmp.npz"  # two workers may finish together: whole files only
+    np.savez_compressed(tmp, y=res.y, success=res.success, pred_clean=res.pred_clean,
                         pred_adv=res.pred_adv, l2=res.l2, linf=res.linf,
                         **({"groups": test.groups} if test.groups is not None else {}))
+    os.replace(tmp, out_dir / "per_image.npz")
     write_json(out_dir / "summary.json", {**res.summary(), "model": plan["model"], "data": plan["data"], "seed": seed,
                                           "shards": int(len(list((out_dir / "shards").glob("shard_*.npz")))),
                                           "shard_size": shard_size})
