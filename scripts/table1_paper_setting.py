@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from defenses_table import ATTACKS, NAMES, defense_params  # noqa: E402  (same defenses as Table 1)
+from defenses_table import ATTACKS, NAMES, _pct, defense_params  # noqa: E402  (same defenses and cells as Table 1)
 
 PAPER = {"adversarial-training": 92.0, "middle-ae": 60.4, "encoder": 64.3, "initial-ae": 70.5}
 FEATURES = ("own", "cifar10-frozen")
@@ -207,6 +206,17 @@ def markdown(result: dict) -> str:
                 cells.append(_pct(cell["all"]) + f" (bal. {_pct(cell['balanced'])})" if cell else "-")
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
+    for k in kinds:  # recovery against each image's minimal eps, mean over seeds
+        by = result["features"][k]["summary"]["minimal"]
+        bins = list(by["original"]["by_eps"])
+        lines += [f"Recovery by minimal eps ({k} features; /255; n per seed in the header):", "",
+                  "| defense | " + " | ".join(f"{b} (n {by['original']['by_eps'][b]['n']['mean']:.0f})" for b in bins)
+                  + " |", "|---" * (len(bins) + 1) + "|"]
+        for name in names:
+            if name in by:
+                lines.append(f"| {name} | " + " | ".join(_pct(by[name]["by_eps"][b]["recovered"]).split(" ±")[0]
+                                                         for b in bins) + " |")
+        lines.append("")
     for k in kinds:
         f = result["features"][k]
         o = f["original"]
@@ -216,12 +226,6 @@ def markdown(result: dict) -> str:
                      f"fooled per seed, fixed eps: {fooled['fixed']}; minimal eps: {fooled['minimal']} "
                      f"(median minimal eps {med:.2f}/255).")
     return "\n".join(lines)
-
-
-def _pct(cell: dict) -> str:
-    if cell["mean"] is None or not math.isfinite(cell["mean"]):
-        return "-"
-    return f"{100 * cell['mean']:.1f} ± {100 * cell['std']:.1f}"
 
 
 if __name__ == "__main__":
