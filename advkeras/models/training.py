@@ -85,11 +85,28 @@ def make_pipeline(ds: Dataset, *, batch_size: int, shuffle: bool, augment: bool,
 
 
 class _TqdmEpochs(tf.keras.callbacks.Callback):
-    def __init__(self, epochs: int):
+    """An epoch bar; with `batches_per_epoch` >= BATCH_BAR_FROM (a large data set) also a batch bar with the
+    epoch's ETA, since one epoch then takes minutes to hours."""
+
+    BATCH_BAR_FROM = 200
+
+    def __init__(self, epochs: int, batches_per_epoch: int = 0):
         super().__init__()
         self.bar = tqdm(total=epochs, desc="training", unit="epoch")
+        self.batches = batches_per_epoch if batches_per_epoch >= self.BATCH_BAR_FROM else 0
+        self.inner = None
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        if self.batches:
+            self.inner = tqdm(total=self.batches, desc=f"epoch {epoch + 1}", unit="batch", leave=False)
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if self.inner is not None:
+            self.inner.update(1)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.inner is not None:
+            self.inner.close()
         logs = logs or {}
         self.bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items() if "acc" in k or k == "loss"})
         self.bar.update(1)
@@ -115,7 +132,7 @@ def train_classifier(model: tf.keras.Model, train: Dataset, val: Dataset | None 
     model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate),
                   loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"], weighted_metrics=[])  # the balanced val weights act on the loss only
-    callbacks: list[tf.keras.callbacks.Callback] = [_TqdmEpochs(epochs)]
+    callbacks: list[tf.keras.callbacks.Callback] = [_TqdmEpochs(epochs, -(-len(train) // batch_size))]
     val_pipe = None
     if val is not None and len(val):
         # Validation patients are few and often one-class (IDC): weigh classes equally so early stopping
