@@ -49,3 +49,25 @@ def test_frozen_features_stay_frozen_through_training_retraining_and_saving(tmp_
         assert not cnn.trainable_weights
         for a, b in zip(cnn_before, cnn.get_weights()):
             np.testing.assert_array_equal(a, b)
+
+
+def test_imagenet_weights_load_from_the_keras_cache_and_freeze_as_the_paper_did(tmp_path, monkeypatch):
+    """Users who have the VGG16 ImageNet file cached get its weights (a stand-in file with known weights here:
+    nothing can be downloaded) and can freeze them under a new head, the paper's setting."""
+    import tensorflow as tf
+
+    from advkeras.models.zoo import _VGG16_NOTOP
+
+    stand_in = tf.keras.applications.VGG16(include_top=False, weights=None, input_shape=(50, 50, 3))
+    (tmp_path / "models").mkdir()
+    stand_in.save_weights(tmp_path / "models" / _VGG16_NOTOP)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    model = build_classifier("vgg16", (50, 50, 3), 2, weights="imagenet", seed=0)
+    cnn = get_parts(model)[0]
+    vgg = next(layer for layer in cnn.layers if isinstance(layer, tf.keras.Model))
+    for a, b in zip(stand_in.get_weights(), vgg.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    frozen = frozen_feature_classifier(cnn, (50, 50, 3), 2, backbone="vgg16", seed=0)
+    assert not get_parts(frozen)[0].trainable_weights
+    np.testing.assert_allclose(get_parts(frozen)[0](np.ones((1, 50, 50, 3), "float32")).numpy(),
+                               cnn(np.ones((1, 50, 50, 3), "float32")).numpy(), atol=1e-5)
