@@ -38,6 +38,10 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--memory-max-size", type=int, default=8000,
                    help="skip --in-memory above this many images (it needs ~115 KB per patch)")
     p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--probe-steps", type=int, default=0,
+                   help="instead of the commands: a probe process that loads the folder as `train` does, trains "
+                        "this many batches of the full shuffled pipeline and predicts every held-out image "
+                        "(bounded time on a slow machine; peak memory is reached in the first batches)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "scale.json"))
     return p.parse_args(argv)
@@ -91,6 +95,40 @@ def timed(cmd: list[str], log: Path) -> dict:
             "returncode": proc.returncode, "peak_rss_mb": int(peak.group(1)) / 1024 if peak else None}
 
 
+PROBE = """
+import sys, time
+import numpy as np
+from advkeras.data import load_dataset
+from advkeras.models import build_classifier, evaluate_classifier, split_dataset
+from advkeras.models.training import make_pipeline
+import tensorflow as tf
+t0 = time.perf_counter()
+ds = load_dataset(sys.argv[1], lazy=True)
+train, val, test = split_dataset(ds, 0)
+model = build_classifier("vgg_mini", ds.input_shape, ds.n_classes, seed=0)
+model.compile(tf.keras.optimizers.Adam(1e-3), tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+t1 = time.perf_counter()
+model.fit(make_pipeline(train, batch_size=64, shuffle=True, augment=True, seed=0).take(int(sys.argv[2])), verbose=0)
+t2 = time.perf_counter()
+acc = evaluate_classifier(model, test)["accuracy"]
+t3 = time.perf_counter()
+print("PROBE", len(ds), len(train), len(test), t1 - t0, t2 - t1, t3 - t2, acc)
+"""
+
+
+def probe(tree: Path, steps: int, log: Path) -> dict:
+    """Peak memory of loading, a `steps`-batch slice of a training epoch and the full held-out prediction."""
+    row = timed([sys.executable, "-c", PROBE, str(tree), str(steps)], log)
+    row["command"] = f"probe of {tree.name}: load, {steps} training batches of 64, predict the held-out set"
+    found = re.search(r"PROBE (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+)", log.read_text())
+    if found:
+        n, n_train, n_test, load_s, train_s, pred_s, acc = found.groups()
+        row.update(n=int(n), n_train=int(n_train), n_test=int(n_test), steps=steps, load_seconds=float(load_s),
+                   train_seconds=float(train_s), train_images_per_second=steps * 64 / float(train_s),
+                   predict_seconds=float(pred_s), predict_images_per_second=int(n_test) / float(pred_s))
+    return row
+
+
 def assess_config(tree: Path, dest: Path, epochs: int) -> Path:
     """The default assessment with one training epoch and the stages sized as in `make demo`."""
     import yaml
@@ -111,6 +149,14 @@ def main(argv=None) -> dict:
         t0 = time.perf_counter()
         tree = build_tree(files, size, work / f"idc_{size}", args.seed)
         built = time.perf_counter() - t0
+        if args.probe_steps:
+            row = {"size": size, "stage": "probe", "tree_build_seconds": built,
+                   **probe(tree, args.probe_steps, work / f"probe_{size}.log")}
+            result["runs"].append(row)
+            print(json.dumps(row), flush=True)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(result, indent=1))
+            continue
         for command in args.commands:
             for mode in args.modes if command == "train" else ["stream"]:
                 if mode == "memory" and size > args.memory_max_size:
