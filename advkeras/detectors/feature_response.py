@@ -2,9 +2,15 @@
 
 An adversarial perturbation makes the network respond to scattered pixels instead of the object, so
 its feature response (guided backprop of the top logit) is spread out. Per image, the response is
-cut into local windows, each window normalised to a distribution h, and its entropy
+cut into local windows, each window turned into a distribution h, and its entropy
 S_k = -sum h log2 h taken; the average of S_k is the score. A threshold on the score, set on clean
 images at a target false-positive rate, flags adversarials.
+
+The paper's slides do not say what h is; two readings are implemented (`distribution`):
+"magnitude" (default): the window's response intensities normalised to sum 1 (a flat window has
+the maximum, log2(window^2) bits); "histogram": the normalised histogram of the window's grey levels
+after the response is scaled to [0, 1] by its per-image maximum and quantised to `bins` levels, as
+local-entropy image filters compute it (a flat window has 0 bits, all-different levels the maximum).
 """
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ from advkeras.models.checks import check_images
 
 BACKENDS = ("native", "innvestigate")
 DIRECTIONS = ("higher", "lower", "two-sided")
+DISTRIBUTIONS = ("magnitude", "histogram")
 _LOG2 = float(np.log(2.0))
 
 
@@ -31,19 +38,17 @@ def response_intensity(response: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(tf.abs(tf.convert_to_tensor(response, tf.float32)), axis=-1)
 
 
-def local_spatial_entropy(response: tf.Tensor | np.ndarray, window: int = 4, stride: int | None = None) -> tf.Tensor:
-    """Entropy map (N x H' x W', bits) of each `window` x `window` patch of the response intensity.
-
-    Uses sum h log h = (sum r log r) / R - log R with R = sum r, so two average-pools do all windows
-    at once; an all-zero window has entropy 0.
-    """
+def _check_window(r: tf.Tensor, response, window: int) -> None:
     if window < 1:
         raise InputError(f"window must be a positive number of pixels, got {window}.")
-    r = response_intensity(response)
     if r.shape.rank != 3 or (r.shape[1] is not None and min(r.shape[1], r.shape[2]) < window):
         raise InputError(f"response must be N x H x W x C with H, W >= window={window}; got {response.shape}.")
+
+
+def _magnitude_entropy(r: tf.Tensor, window: int, stride: int) -> tf.Tensor:
+    """h = the window's intensities / their sum. Uses sum h log h = (sum r log r) / R - log R with
+    R = sum r, so two average-pools do all windows at once; an all-zero window has entropy 0."""
     r = r[..., None]
-    stride = stride or window
     area = float(window * window)
     pool = lambda t: tf.nn.avg_pool2d(t, window, stride, "VALID") * area  # noqa: E731  (window sums)
     total = pool(r)
@@ -53,9 +58,50 @@ def local_spatial_entropy(response: tf.Tensor | np.ndarray, window: int = 4, str
     return tf.maximum(entropy[..., 0], 0.0)  # rounding can give -1e-7 for one-hot windows
 
 
-def mean_local_entropy(response: tf.Tensor | np.ndarray, window: int = 4, stride: int | None = None) -> tf.Tensor:
+def grey_levels(r: tf.Tensor, bins: int = 256) -> tf.Tensor:
+    """N x H x W intensity -> integer grey levels 0..bins-1 (float), scaled by each image's maximum
+    (an all-zero response is all level 0), as a heatmap saved as an 8-bit image would be for bins=256."""
+    peak = tf.reduce_max(r, axis=[1, 2], keepdims=True)
+    scaled = r / tf.where(peak > 0, peak, 1.0)
+    return tf.minimum(tf.floor(scaled * float(bins - 1) + 0.5), float(bins - 1))
+
+
+def _histogram_entropy(r: tf.Tensor, window: int, stride: int, bins: int) -> tf.Tensor:
+    """h = the normalised histogram of the window's grey levels. With n = window^2 pixels and c(i) the
+    number of pixels in the window sharing pixel i's level, -sum_b p_b log2 p_b = log2 n - mean_i log2 c(i),
+    so counting equal pairs inside each patch gives the entropy without a bins-wide one-hot."""
+    q = grey_levels(r, bins)[..., None]
+    patches = tf.image.extract_patches(q, [1, window, window, 1], [1, stride, stride, 1], [1, 1, 1, 1], "VALID")
+    same = tf.cast(tf.equal(patches[..., :, None], patches[..., None, :]), tf.float32)  # N x H' x W' x n x n
+    counts = tf.reduce_sum(same, axis=-1)
+    n = float(window * window)
+    entropy = (tf.math.log(n) - tf.reduce_mean(tf.math.log(counts), axis=-1)) / _LOG2
+    return tf.maximum(entropy, 0.0)
+
+
+def local_spatial_entropy(response: tf.Tensor | np.ndarray, window: int = 4, stride: int | None = None,
+                          distribution: str = "magnitude", bins: int = 256) -> tf.Tensor:
+    """Entropy map (N x H' x W', bits) of each `window` x `window` patch of the response intensity.
+
+    `distribution`: what h is in each window, "magnitude" (intensities normalised to sum 1) or
+    "histogram" (normalised histogram of `bins` grey levels; see the module docstring).
+    """
+    if distribution not in DISTRIBUTIONS:
+        raise InputError(f"unknown distribution {distribution!r}; choose one of: {', '.join(DISTRIBUTIONS)}.")
+    if int(bins) < 2:
+        raise InputError(f"bins must be at least 2 grey levels, got {bins}.")
+    r = response_intensity(response)
+    _check_window(r, response, window)
+    stride = stride or window
+    if distribution == "histogram":
+        return _histogram_entropy(r, window, stride, int(bins))
+    return _magnitude_entropy(r, window, stride)
+
+
+def mean_local_entropy(response: tf.Tensor | np.ndarray, window: int = 4, stride: int | None = None,
+                       distribution: str = "magnitude", bins: int = 256) -> tf.Tensor:
     """The detector's score per image: the local spatial entropy averaged over windows."""
-    return tf.reduce_mean(local_spatial_entropy(response, window, stride), axis=[1, 2])
+    return tf.reduce_mean(local_spatial_entropy(response, window, stride, distribution, bins), axis=[1, 2])
 
 
 class FeatureResponseDetector(DetectorEstimatorMixin, BaseEstimator):
@@ -65,7 +111,8 @@ class FeatureResponseDetector(DetectorEstimatorMixin, BaseEstimator):
     `fpr` (target false-positive rate used by `predict`), `method` ("guided_backprop" or "deconvnet"),
     `backend` ("native": compiled TF; "innvestigate": a spawned iNNvestigate worker), `batch_size`,
     `direction`: which entropies are suspicious: "higher" (the paper's rule), "lower", or "two-sided"
-    (distance from the clean median in clean inter-quartile ranges; learned from clean images only).
+    (distance from the clean median in clean inter-quartile ranges; learned from clean images only);
+    `distribution` ("magnitude" or "histogram") and `bins`: the window distribution h (module docstring).
 
     `fit(x_clean)` scores clean images and sets `thresholds_` ({fpr: threshold} for 1/5/10 % and `fpr`)
     and `threshold_`. `score_samples(x)` is oriented so that higher means more suspicious;
@@ -78,7 +125,7 @@ class FeatureResponseDetector(DetectorEstimatorMixin, BaseEstimator):
 
     def __init__(self, model: tf.keras.Model, *, window: int = 4, stride: int | None = None, fpr: float = 0.05,
                  method: str = "guided_backprop", backend: str = "native", direction: str = "higher",
-                 batch_size: int = 128, progress: bool = False):
+                 distribution: str = "magnitude", bins: int = 256, batch_size: int = 128, progress: bool = False):
         self.model = model
         self.window = window
         self.stride = stride
@@ -86,12 +133,15 @@ class FeatureResponseDetector(DetectorEstimatorMixin, BaseEstimator):
         self.method = method
         self.backend = backend
         self.direction = direction
+        self.distribution = distribution
+        self.bins = bins
         self.batch_size = batch_size
         self.progress = progress
 
     def __repr__(self) -> str:
         return (f"FeatureResponseDetector(window={self.window}, stride={self.stride}, fpr={self.fpr}, "
-                f"method={self.method!r}, backend={self.backend!r}, direction={self.direction!r})")
+                f"method={self.method!r}, backend={self.backend!r}, direction={self.direction!r}, "
+                f"distribution={self.distribution!r}, bins={self.bins})")
 
     def _validate(self) -> None:
         if self.method not in METHODS:
@@ -100,6 +150,11 @@ class FeatureResponseDetector(DetectorEstimatorMixin, BaseEstimator):
             raise InputError(f"unknown backend {self.backend!r}; choose one of: {', '.join(BACKENDS)}.")
         if self.direction not in DIRECTIONS:
             raise InputError(f"unknown direction {self.direction!r}; choose one of: {', '.join(DIRECTIONS)}.")
+        if self.distribution not in DISTRIBUTIONS:
+            raise InputError(f"unknown distribution {self.distribution!r}; choose one of: "
+                             f"{', '.join(DISTRIBUTIONS)}.")
+        if int(self.bins) < 2:
+            raise InputError(f"bins must be at least 2 grey levels, got {self.bins}.")
         if not 0 < self.fpr < 1:
             raise InputError(f"fpr must be in (0, 1), e.g. 0.05 for 5 %; got {self.fpr}.")
         if int(self.window) < 1 or min(self.model.input_shape[1:3]) < int(self.window):
@@ -108,16 +163,17 @@ class FeatureResponseDetector(DetectorEstimatorMixin, BaseEstimator):
 
     def entropy_function(self) -> tf.types.experimental.Function:
         """Compiled ``f(x) -> (mean local entropy, logits)`` in TF ops only (for serving and benchmarks)."""
-        key = (id(self.model), self.method, int(self.window), self.stride)  # set_params may swap the model
+        key = (id(self.model), self.method, int(self.window), self.stride, self.distribution, int(self.bins))
+        # (set_params may swap the model or the entropy's definition)
         cached = getattr(self, "_entropy_fn", None)
         if cached is None or cached.key != key:
             respond = response_function(self.model, self.method)
-            window, stride = int(self.window), self.stride
+            window, stride, dist, bins = int(self.window), self.stride, self.distribution, int(self.bins)
 
             @tf.function(input_signature=respond.input_signature, autograph=False)  # no Python control flow
             def score(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
                 response, logits = respond(x)
-                return mean_local_entropy(response, window, stride), logits
+                return mean_local_entropy(response, window, stride, dist, bins), logits
 
             score.respond, score.key = respond, key
             self._entropy_fn = score
@@ -154,7 +210,8 @@ class FeatureResponseDetector(DetectorEstimatorMixin, BaseEstimator):
         self._validate()
         x = check_images(x, self.model)
         if self.backend == "innvestigate":
-            return mean_local_entropy(self.responses(x), int(self.window), self.stride).numpy()
+            return mean_local_entropy(self.responses(x), int(self.window), self.stride, self.distribution,
+                                      int(self.bins)).numpy()
         fn = self.entropy_function()
         out = [fn(tf.constant(x[i:i + self.batch_size]))[0].numpy()
                for i in tqdm(range(0, len(x), self.batch_size), desc="local entropy", unit="batch",
@@ -211,4 +268,4 @@ class FeatureResponseDetector(DetectorEstimatorMixin, BaseEstimator):
         """(response intensity N x H x W, local entropy map N x H' x W') for figures."""
         resp = self.responses(x)
         return (response_intensity(resp).numpy(),
-                local_spatial_entropy(resp, int(self.window), self.stride).numpy())
+                local_spatial_entropy(resp, int(self.window), self.stride, self.distribution, int(self.bins)).numpy())

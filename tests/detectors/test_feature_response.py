@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from advkeras.attacks import generate
-from advkeras.detectors.feature_response import FeatureResponseDetector, local_spatial_entropy, mean_local_entropy
+from advkeras.detectors.feature_response import (FeatureResponseDetector, grey_levels, local_spatial_entropy,
+                                                mean_local_entropy)
 from advkeras.detectors.feature_response_plot import plot_feature_responses
 from advkeras.errors import InputError
 from advkeras.evaluation import detection_metrics
@@ -41,6 +42,75 @@ def test_local_entropy_extremes():
     assert mean_local_entropy(np.zeros((2, 8, 8, 1), np.float32), 4).numpy().tolist() == [0.0, 0.0]
     with pytest.raises(InputError, match="window"):
         local_spatial_entropy(uniform, 9)
+
+
+def _histogram_reference(r: np.ndarray, window: int, stride: int, bins: int) -> np.ndarray:
+    """Brute force: grey levels per image, then each window's normalised histogram and -sum p log2 p."""
+    inten = np.abs(r).sum(-1)
+    peak = inten.reshape(len(inten), -1).max(1)[:, None, None]
+    q = np.minimum(np.floor(inten / np.where(peak > 0, peak, 1) * (bins - 1) + 0.5), bins - 1).astype(int)
+    n, h, w = q.shape
+    rows, cols = (h - window) // stride + 1, (w - window) // stride + 1
+    out = np.zeros((n, rows, cols))
+    for k in range(n):
+        for i in range(rows):
+            for j in range(cols):
+                counts = np.bincount(q[k, i * stride:i * stride + window, j * stride:j * stride + window].ravel())
+                p = counts[counts > 0] / window ** 2
+                out[k, i, j] = -(p * np.log2(p)).sum()
+    return out
+
+
+@pytest.mark.parametrize("window,stride,bins", [(4, None, 256), (3, 1, 8), (5, 2, 4)])
+def test_histogram_entropy_matches_brute_force(window, stride, bins):
+    rng = np.random.default_rng(1)
+    r = rng.normal(size=(3, 13, 11, 2)).astype(np.float32) * (rng.random((3, 13, 11, 1)) > 0.4)
+    got = local_spatial_entropy(r, window, stride, "histogram", bins).numpy()
+    np.testing.assert_allclose(got, _histogram_reference(r, window, stride or window, bins), atol=2e-4)
+
+
+def test_histogram_entropy_known_values():
+    # A flat window is one grey level: 0 bits (the magnitude reading gives it the maximum, log2 16 = 4 bits).
+    flat = np.ones((1, 8, 8, 3), np.float32)
+    np.testing.assert_allclose(local_spatial_entropy(flat, 4, distribution="histogram").numpy(), 0.0, atol=1e-6)
+    np.testing.assert_allclose(local_spatial_entropy(flat, 4).numpy(), 4.0, rtol=1e-5)
+    # 16 different levels in every 4 x 4 window: a uniform histogram, log2 16 = 4 bits.
+    ramp = np.tile(np.arange(16, dtype=np.float32).reshape(4, 4), (2, 2))[None, :, :, None]
+    np.testing.assert_allclose(local_spatial_entropy(ramp, 4, distribution="histogram", bins=16).numpy(), 4.0,
+                               rtol=1e-5)
+    # Half the window at one level, half at another: 1 bit. With 2 bins, values 0..7 fall in bin 0 and 8..15 in 1.
+    np.testing.assert_allclose(local_spatial_entropy(ramp, 4, distribution="histogram", bins=2).numpy(), 1.0,
+                               rtol=1e-5)
+    assert grey_levels(np.zeros((1, 4, 4), np.float32)).numpy().max() == 0.0  # all-zero response: level 0
+    with pytest.raises(InputError, match="distribution"):
+        local_spatial_entropy(flat, 4, distribution="hist")
+    with pytest.raises(InputError, match="bins"):
+        local_spatial_entropy(flat, 4, distribution="histogram", bins=1)
+
+
+def _bits(weights) -> float:
+    p = np.asarray(weights, np.float64) / np.sum(weights)
+    return float(-(p * np.log2(p)).sum())
+
+
+def test_window_size_changes_map_shape_and_values():
+    # One bright pixel (1.0) in each 4 x 4 block on a dim floor (0.01): the map has (32/w)^2 cells; a 4-window
+    # holds 1 peak + 15 floor pixels, an 8-window 4 peaks + 60, so the magnitude entropy grows with the window.
+    r = np.full((1, 32, 32, 1), 0.01, np.float32)
+    r[0, ::4, ::4] = 1.0
+    maps = {w: local_spatial_entropy(r, w).numpy() for w in (2, 4, 8)}
+    assert {w: m.shape for w, m in maps.items()} == {2: (1, 16, 16), 4: (1, 8, 8), 8: (1, 4, 4)}
+    np.testing.assert_allclose(maps[4], _bits([1.0] + [0.01] * 15), rtol=1e-4)  # 1.07 bits
+    np.testing.assert_allclose(maps[8], _bits([1.0] * 4 + [0.01] * 60), rtol=1e-4)  # 3.07 bits
+    peaked = np.zeros((16, 16), bool)
+    peaked[::2, ::2] = True  # the 2-windows that hold a peak; the others are flat: log2 4 = 2 bits
+    np.testing.assert_allclose(maps[2][0][peaked], _bits([1.0, 0.01, 0.01, 0.01]), rtol=1e-4)
+    np.testing.assert_allclose(maps[2][0][~peaked], 2.0, rtol=1e-5)
+    # The histogram reading sees two grey levels, 1 pixel in 16 at the top one, in both window sizes:
+    # the same 0.337 bits, where the magnitude reading moved from 1.07 to 3.07 bits.
+    for w in (4, 8):
+        np.testing.assert_allclose(local_spatial_entropy(r, w, distribution="histogram").numpy(), _bits([1, 15]),
+                                   rtol=1e-5)
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +156,8 @@ def test_detector_refuses_bad_use(mnist_model, fgsm_digits):
     with pytest.raises(InputError, match="not fitted"):
         FeatureResponseDetector(mnist_model).predict(calib)
     for kwargs, match in (({"window": 40}, "window"), ({"fpr": 5}, "fpr"), ({"backend": "x"}, "backend"),
-                          ({"direction": "up"}, "direction"), ({"method": "lrp"}, "method")):
+                          ({"direction": "up"}, "direction"), ({"method": "lrp"}, "method"),
+                          ({"distribution": "hist"}, "distribution"), ({"bins": 1}, "bins")):
         with pytest.raises(InputError, match=match):
             FeatureResponseDetector(mnist_model, **kwargs).fit(calib)
     det = FeatureResponseDetector(mnist_model).fit(calib[:20])
