@@ -19,6 +19,9 @@ curves via `advkeras.evaluation.roc_plot`.
 
     python scripts/feature_response_cifar.py --seed 0 --data /work/shared/data/cifar10_test
     python scripts/feature_response_cifar.py --summarise docs/results/feature_responses_cifar10_seed*.json
+    python scripts/feature_response_cifar.py --seed 0 --data mnist --epochs 3 --attacks fgsm gradient deepfool \
+        --fgsm-eps 0.2 --fgm-eps 2.0 --roc-configs --out docs/results/feature_responses_mnist_sweep_seed0.json
+        # the same sweep on MNIST/LeNet, where the detector works
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ import numpy as np  # noqa: E402
 
 from advkeras.attacks import generate  # noqa: E402
 from advkeras.attacks.minimal import minimal_adversarials  # noqa: E402
-from advkeras.data import load_image_folder, split_random, stratified_subset  # noqa: E402
+from advkeras.data import load_image_folder, load_sample, split_random, stratified_subset  # noqa: E402
 from advkeras.detectors.feature_response import FeatureResponseDetector, mean_local_entropy  # noqa: E402
 from advkeras.detectors.feature_response_plot import plot_feature_responses  # noqa: E402
 from advkeras.evaluation.detection import detection_metrics  # noqa: E402
@@ -50,11 +53,14 @@ L2_GRID = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0)  # minimal_adve
 FPRS = ("0.01", "0.05", "0.1")
 
 
-def train_or_load(path: Path, train, val, seed: int, epochs: int):
+def train_or_load(path: Path, train, val, seed: int, epochs: int, backbone: str = "vgg_mini"):
     if path.is_file():
         return load_model(path)
-    model = build_classifier("vgg_mini", train.input_shape, train.n_classes, seed=seed)
-    train_classifier(model, train, val, epochs=epochs, patience=5, augment=True, seed=seed)
+    model = build_classifier(backbone, train.input_shape, train.n_classes, seed=seed)
+    if backbone == "lenet":  # the MNIST check: the recipe of scripts/feature_response_table.py
+        train_classifier(model, train.subset(np.arange(6000)), val.subset(np.arange(1000)), epochs=epochs, seed=seed)
+    else:
+        train_classifier(model, train, val, epochs=epochs, patience=5, augment=True, seed=seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_model(model, path, overwrite=True)
     return model
@@ -93,8 +99,8 @@ def run_attacks(model, test, args) -> dict[str, dict]:
             ("both/deepfool", lambda: _budget(model, fast, "deepfool", None, args.seed)),
             ("paper/boundary", lambda: _budget(model, slow, "boundary", None, args.seed, steps=args.boundary_steps)),
             ("both/onepixel", lambda: _budget(model, slow, "onepixel", None, args.seed, max_iter=args.onepixel_iter)),
-            ("default/fgsm", lambda: _budget(model, fast, "fgsm", 8 / 255, args.seed)),
-            ("default/gradient", lambda: _budget(model, fast, "fgm", 1.0, args.seed)),
+            ("default/fgsm", lambda: _budget(model, fast, "fgsm", args.fgsm_eps, args.seed)),
+            ("default/gradient", lambda: _budget(model, fast, "fgm", args.fgm_eps, args.seed)),
             ("default/boundary", lambda: _budget(model, slow, "boundary", None, args.seed, steps=1000))]
     out = {}
     for name, run in plan:
@@ -142,10 +148,12 @@ def rows(scores: dict, attacks: dict) -> dict:
 
 def run(args) -> None:
     t_start = time.perf_counter()
-    ds = load_image_folder(args.data, progress=False)
+    mnist = args.data == "mnist"  # the setting where the detector works, for the same sweep
+    ds = load_sample("mnist") if mnist else load_image_folder(args.data, progress=False)
     train, val, test = split_random(ds, seed=args.seed)
-    model = train_or_load(Path(args.model_dir) / f"vgg_mini_cifar10_seed{args.seed}.keras", train, val, args.seed,
-                          args.epochs)
+    backbone, name = ("lenet", "mnist") if mnist else ("vgg_mini", "cifar10")
+    model = train_or_load(Path(args.model_dir) / f"{backbone}_{name}_seed{args.seed}.keras", train, val, args.seed,
+                          args.epochs, backbone)
     ev = evaluate_classifier(model, test)
     print(f"held-out accuracy {ev['accuracy']:.3f} (balanced {ev['balanced_accuracy']:.3f}) on {len(test)}", flush=True)
     attacks = run_attacks(model, test, args)
@@ -166,13 +174,13 @@ def run(args) -> None:
         for setting in ("paper", "default"):
             curves = {name.split("/")[1]: (scores[t]["clean"], scores[t][name]) for name in attacks
                       if name.split("/")[0] in (setting, "both") and attacks[name].get("n_adv", 0) >= 2}
-            path = fig_dir / f"feature_responses_cifar10_roc_{setting}_{t}_seed{args.seed}.png"
-            plot_roc(curves, path, title=f"CIFAR-10 vgg_mini, {setting} attacks, {t.replace('_', ' ')}, seed {args.seed}")
+            path = fig_dir / f"feature_responses_{name}_roc_{setting}_{t}_seed{args.seed}.png"
+            plot_roc(curves, path, title=f"{name} {backbone}, {setting} attacks, {t.replace('_', ' ')}, seed {args.seed}")
             figures[f"{setting}/{t}"] = str(path)
             print(f"wrote {path}", flush=True)
     if "paper/fgsm" in attacks and attacks["paper/fgsm"]["n_adv"]:
         a = attacks["paper/fgsm"]
-        path = fig_dir / f"feature_responses_cifar10_maps_fgsm_seed{args.seed}.png"
+        path = fig_dir / f"feature_responses_{name}_maps_fgsm_seed{args.seed}.png"
         plot_feature_responses(det, a["x_orig"][:3], a["x_adv"][:3], path,
                                title="CIFAR-10, minimal-eps FGSM: original vs adversarial, response, local entropy "
                                      "(magnitude h, window 4)")
@@ -183,7 +191,7 @@ def run(args) -> None:
             f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
             for k, v in vars(args).items() if v not in (None, []) and k != "summarise"),
         "seed": args.seed, "split": "split_random(seed) 70/15/15 % stratified by class",
-        "n_train": len(train), "n_val": len(val), "n_test": len(test), "model": "vgg_mini",
+        "n_train": len(train), "n_val": len(val), "n_test": len(test), "model": backbone, "data": name,
         "held_out": {k: ev[k] for k in ("accuracy", "balanced_accuracy")},
         "n_calibration": len(calib), "n_clean": len(clean), "attacks": attack_info, "configs": cfgs,
         "detection": table, "paper": PAPER, "figures": figures, "seconds": time.perf_counter() - t_start})
@@ -212,7 +220,8 @@ def summarise(paths: list[str]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--data", default="../shared/data/cifar10_test", help="CIFAR-10 JPEGs in <class>/ folders")
+    ap.add_argument("--data", default="../shared/data/cifar10_test",
+                    help="CIFAR-10 JPEGs in <class>/ folders, or 'mnist' (LeNet on the bundled digits, the check)")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--n", type=int, default=300, help="held-out images attacked (FGSM, gradient, DeepFool)")
     ap.add_argument("--n-slow", type=int, default=60, help="held-out images for Boundary and one-pixel")
@@ -220,6 +229,8 @@ def main() -> None:
     ap.add_argument("--n-clean", type=int, default=1000, help="clean held-out images the FPR and AUC are taken on")
     ap.add_argument("--boundary-steps", type=int, default=5000, help="paper setting (foolbox 1.x default)")
     ap.add_argument("--onepixel-iter", type=int, default=10, help="differential-evolution iterations (ART)")
+    ap.add_argument("--fgsm-eps", type=float, default=8 / 255, help="default setting's FGSM budget (Linf)")
+    ap.add_argument("--fgm-eps", type=float, default=1.0, help="default setting's L2 fast-gradient budget")
     ap.add_argument("--attacks", nargs="*", default=[], help="restrict to these (fgsm gradient deepfool ...)")
     ap.add_argument("--windows", nargs="+", type=int, default=[2, 4, 8, 16])
     ap.add_argument("--bins", nargs="+", type=int, default=[256, 16], help="grey levels of the histogram h")
