@@ -42,7 +42,8 @@ from advkeras.detectors.feature_response_plot import plot_feature_responses  # n
 from advkeras.evaluation.detection import detection_metrics  # noqa: E402
 from advkeras.evaluation.roc_plot import plot_roc  # noqa: E402
 from advkeras.evaluation.traffic import foolbox_gave_up  # noqa: E402
-from advkeras.models import build_classifier, evaluate_classifier, load_model, save_model, train_classifier  # noqa: E402
+from advkeras.models import (build_classifier, evaluate_classifier, load_model, save_model,  # noqa: E402
+                             train_classifier)
 from advkeras.runs import write_json  # noqa: E402
 
 # The paper's table (VGG19, ImageNet validation): detection rate at 1/5/10 % FPR; AUC 0.990 "several attacks".
@@ -175,7 +176,8 @@ def run(args) -> None:
             curves = {name.split("/")[1]: (scores[t]["clean"], scores[t][name]) for name in attacks
                       if name.split("/")[0] in (setting, "both") and attacks[name].get("n_adv", 0) >= 2}
             path = fig_dir / f"feature_responses_{name}_roc_{setting}_{t}_seed{args.seed}.png"
-            plot_roc(curves, path, title=f"{name} {backbone}, {setting} attacks, {t.replace('_', ' ')}, seed {args.seed}")
+            title = f"{name} {backbone}, {setting} attacks, {t.replace('_', ' ')}, seed {args.seed}"
+            plot_roc(curves, path, title=title)
             figures[f"{setting}/{t}"] = str(path)
             print(f"wrote {path}", flush=True)
     if "paper/fgsm" in attacks and attacks["paper/fgsm"]["n_adv"]:
