@@ -107,3 +107,68 @@ def test_bad_input_is_refused():
         mu_lasso(np.zeros((3, 4)), np.zeros((4, 2)), 0.0)
     with pytest.raises(InputError, match="finite"):
         mu_lasso(np.full((3, 4), np.nan), np.zeros((4, 2)), 1.0)
+
+
+def ill_conditioned(seed=0, m=40, n=60, c=3):
+    """Descriptor-like data: non-negative, a few dead neurons, near-collinear pairs (Gram condition
+    number ~1e8), where projected gradient alone crawls."""
+    rng = np.random.default_rng(seed)
+    X = np.abs(rng.normal(size=(m, 5)) @ rng.normal(size=(5, n)) + 0.3 * rng.normal(size=(m, n)))
+    X[:3] = 0.0                                      # dead neurons
+    X[10:15] = X[5:10] + 1e-4 * rng.normal(size=(5, n))
+    X /= np.linalg.norm(X, axis=0, keepdims=True)
+    return X, np.eye(c)[rng.integers(0, c, n)]
+
+
+@pytest.mark.parametrize("mu", [1.0, 5.0, 50.0])
+def test_converges_to_the_gap_tolerance(mu):
+    X, L = ill_conditioned()
+    tol = 1e-6
+    res = mu_lasso(X, L, mu, tol=tol, max_iter=50)
+    assert res.converged
+    assert np.all(res.relative_gap <= tol) and res.n_iter.shape == (L.shape[1],)
+    assert np.all(np.abs(res.W).sum(0) <= mu * (1 + 1e-9))
+    # the certificate holds: no feasible point is better than objective - gap
+    for j in range(L.shape[1]):
+        ref = lars_reference(X.T, L[:, j], mu)
+        f_ref = np.sum((X.T @ ref - L[:, j]) ** 2)
+        assert res.objective[j] - res.gap[j] <= f_ref * (1 + 1e-9) + 1e-12
+        assert res.objective[j] <= f_ref + tol * max(f_ref, 1e-2 * L[:, j].sum()) + 1e-12
+    # projected gradient alone does not get there in as many iterations on this problem
+    assert not mu_lasso(X, L, mu, tol=tol, max_iter=50, working_set=False).converged or mu == 1.0
+
+
+def test_matches_sklearn_lasso_at_the_matched_penalty():
+    from sklearn.linear_model import Lasso
+
+    X, L = ill_conditioned(seed=1, m=30, n=80)
+    res = mu_lasso(X, L, 3.0, tol=1e-8)
+    n = X.shape[1]
+    for j in range(L.shape[1]):
+        # KKT: the constrained solution solves the penalised lasso at alpha = ||X r||_inf / n
+        alpha = np.abs(X @ (X.T @ res.W[:, j] - L[:, j])).max() / n
+        w = Lasso(alpha=alpha, fit_intercept=False, tol=1e-12, max_iter=100000).fit(X.T, L[:, j]).coef_
+        f_sk = np.sum((X.T @ w - L[:, j]) ** 2)
+        assert abs(res.objective[j] - f_sk) <= 1e-4 * f_sk
+        assert res.objective[j] <= f_sk * (1 + 1e-8)
+        np.testing.assert_allclose(np.abs(res.W[:, j]).sum(), 3.0, rtol=1e-9)
+        big = np.abs(w) > 1e-3 * np.abs(w).max()
+        assert np.array_equal(big, np.abs(res.W[:, j]) > 1e-3 * np.abs(res.W[:, j]).max())
+
+
+def test_growing_working_sets_reach_the_full_solution():
+    rng = np.random.default_rng(2)
+    X = np.abs(rng.normal(size=(120, 200)))
+    L = np.eye(4)[rng.integers(0, 4, 200)]
+    full = mu_lasso(X, L, 2.0, tol=1e-9, ws_start=120)
+    small = mu_lasso(X, L, 2.0, tol=1e-9, ws_start=2, max_iter=0)  # from 2 neurons, no SPG: must add violators
+    assert small.converged and small.n_iter.min() >= 2
+    np.testing.assert_allclose(small.objective, full.objective, rtol=1e-8)
+    np.testing.assert_allclose(small.W, full.W, atol=1e-6)
+
+
+def test_more_neurons_than_samples_converges():
+    X, L = ill_conditioned(seed=3, m=120, n=30)      # IDC-like: near-exact fits are possible
+    for mu in (5.0, 50.0):
+        res = mu_lasso(X, L, mu, tol=1e-4, max_iter=20)
+        assert res.converged and np.all(res.relative_gap <= 1e-4)
