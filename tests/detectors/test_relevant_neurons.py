@@ -71,6 +71,35 @@ def test_neuron_sets_relations(desc):
         sets.mask("everything")
 
 
+@pytest.mark.parametrize("mu", [20.0, 100.0])
+def test_neuron_sets_converge_on_real_descriptors(desc, mu):
+    # fewer samples than neurons on the adversarial side, nearly exact fits at mu = 100: the cases
+    # where the projected-gradient solver used to stop at its iteration cap
+    nd, (fc, fa, _, _) = desc
+    sets = RelevantNeuronSets(mu, n_classes=10).fit(fc[:, :-1], fc[:, -1].astype(int), fa[:, :-1],
+                                                    fa[:, -1].astype(int))
+    for side in ("clean", "adv"):
+        info = sets.solver_[side]
+        assert info["converged"] and len(info["n_iter"]) == len(info["rel_gap"]) == 10
+        assert max(info["rel_gap"]) <= sets.tol and max(info["n_iter"]) < sets.max_iter
+
+
+def test_balanced_test_sets_and_balanced_accuracy(mnist_model, mnist_splits):
+    from advkeras.detectors.relevant_neurons.experiment import AttackSpec, attack_part, score_row
+
+    _, _, test = mnist_splits
+    part = test.subset(np.arange(60))
+    spec = AttackSpec("fgsm", 0.1)  # fools only part of the digits, so the two protocols differ
+    plain, paired = attack_part(mnist_model, part, spec), attack_part(mnist_model, part, spec, balanced=True)
+    assert len(paired.clean) == len(paired.adv) == len(plain.adv) < len(plain.clean)
+    # the clean side of a pair is the adversarial's own original
+    np.testing.assert_array_equal(paired.clean, part.x[paired.result.fooled])
+    # "always clean" scores the clean share as accuracy but 0.5 as balanced accuracy
+    n_c, n_a = len(plain.clean), len(plain.adv)
+    row = score_row(np.zeros(n_c), np.zeros(n_a), np.zeros(n_c, bool), np.zeros(n_a, bool), None)
+    assert row["accuracy"] == pytest.approx(n_c / (n_c + n_a)) and row["balanced_accuracy"] == 0.5
+
+
 def test_detector_detects_unseen_fgsm_and_round_trips(desc, tmp_path):
     _, (fc, fa, tc, ta) = desc
     X, y = np.r_[fc, fa], np.r_[np.zeros(len(fc)), np.ones(len(fa))]

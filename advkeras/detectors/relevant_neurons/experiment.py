@@ -1,6 +1,6 @@
 """The evaluation protocol shared by `advkeras detect`, the assess stage and the table script:
 attack two disjoint image sets (detector fitting / unseen test), fit detectors on the first,
-score the second, and report accuracy, TPR, FPR, AUC and TPR at a calibrated 5 % FPR."""
+score the second, and report accuracy, balanced accuracy, TPR, FPR, AUC and TPR at a calibrated 5 % FPR."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -43,8 +43,13 @@ class DetectionSet:
     result: AttackResult | None = None
 
 
-def attack_part(model: tf.keras.Model, part: Dataset, spec: AttackSpec, seed: int = 0) -> DetectionSet:
-    """Attack the correctly classified images of `part`; keep the successful adversarials."""
+def attack_part(model: tf.keras.Model, part: Dataset, spec: AttackSpec, seed: int = 0,
+                balanced: bool = False) -> DetectionSet:
+    """Attack the correctly classified images of `part`; keep the successful adversarials.
+
+    The clean side is every correctly classified image, or with `balanced` only the originals of the
+    successful adversarials (the paper's "clean images and corresponding adversarial samples"): as
+    many clean as adversarial samples, so accuracy is not inflated by saying "clean" to everything."""
     n_classes = int(model.output_shape[-1])
     target = (part.y + 1) % n_classes if spec.targeted else None
     res = generate(model, part.x, part.y, spec.name, eps=spec.eps, backend=spec.backend, target=target,
@@ -53,17 +58,26 @@ def attack_part(model: tf.keras.Model, part: Dataset, spec: AttackSpec, seed: in
     if not keep.any():
         raise DataError(f"{spec.label} succeeded on none of the {ok.sum()} correctly classified images; "
                         "raise eps or use a stronger attack.")
+    ok = keep if balanced else ok
     return DetectionSet(part.x[ok], part.y[ok], res.clipped[keep], res)
 
 
 def score_row(clean_scores: np.ndarray, adv_scores: np.ndarray, flag_clean: np.ndarray, flag_adv: np.ndarray,
               calibration: np.ndarray | None) -> dict:
-    """Accuracy/TPR/FPR at the detector's own decision, AUC, TPR at 5 % FPR (threshold from `calibration`)."""
+    """Accuracy, balanced accuracy, TPR and FPR at the detector's own decision, AUC, TPR at 5 % FPR
+    (threshold from `calibration`). Balanced accuracy, (TPR + 1 - FPR) / 2, is what accuracy would be on
+    equally many clean and adversarial samples: 0.5 for a detector that says "clean" to everything."""
     m = detection_metrics(clean_scores, adv_scores, fprs=(0.05,), calibration_scores=calibration)
     b = binary_detection_metrics(flag_clean, flag_adv)
     at = m["at_fpr"]["0.05"]
-    return {"accuracy": b["accuracy"], "tpr": b["tpr"], "fpr": b["fpr"], "auc": m["auc"],
+    return {"accuracy": b["accuracy"], "balanced_accuracy": balanced_accuracy(b["tpr"], b["fpr"]),
+            "tpr": b["tpr"], "fpr": b["fpr"], "auc": m["auc"],
             "tpr_at_5fpr": at["tpr"], "fpr_at_5fpr": at["fpr"], "n_clean": m["n_clean"], "n_adv": m["n_adv"]}
+
+
+def balanced_accuracy(tpr: float | None, fpr: float | None) -> float | None:
+    """Mean of the detection rate on adversarials and the pass rate on clean images."""
+    return None if tpr is None or fpr is None else 0.5 * (tpr + 1.0 - fpr)
 
 
 def _xy(desc_clean: np.ndarray, desc_adv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
