@@ -204,9 +204,9 @@ def _working_sets(prob: _Problem, W: np.ndarray, mus: np.ndarray, positive: bool
     m, C = W.shape
     n = prob.X.shape[1]
     cols = np.arange(C)
-    if C * start * start >= m * m:
-        # the sets' Gram blocks would cost as much as the whole Gram matrix: form it once and start
-        # from all neurons (a LARS knot costs about the same on a larger set once the Gram is there)
+    if C * start * start >= m * m or m <= 4 * start:
+        # small layers, or the sets' Gram blocks would cost as much as the whole Gram matrix: form it
+        # once and start from all neurons (a LARS knot costs about the same on a larger set then)
         if prob._G is None:
             prob._G = prob.X @ prob.X.T
         start = m
@@ -236,7 +236,7 @@ def _working_sets(prob: _Problem, W: np.ndarray, mus: np.ndarray, positive: bool
 
 def mu_lasso(X: np.ndarray, L: np.ndarray, mu: float, *, positive: bool = False, tol: float = 1e-6,
              max_iter: int = 5000, memory: int = 10, polish_every: int = 25, gram: bool | None = None,
-             W0: np.ndarray | None = None, working_set: bool = True, ws_start: int = 256,
+             W0: np.ndarray | None = None, working_set: bool = True, ws_start: int = 64,
              max_rounds: int = 20) -> MuLassoResult:
     """Solve min_W ||X^T W - L||_F^2 s.t. ||w_j||_1 <= mu (columns j independent).
 
