@@ -204,9 +204,10 @@ def _working_sets(prob: _Problem, W: np.ndarray, mus: np.ndarray, positive: bool
     m, C = W.shape
     n = prob.X.shape[1]
     cols = np.arange(C)
-    if C * start * start >= m * m or m <= 4 * start:
-        # small layers, or the sets' Gram blocks would cost as much as the whole Gram matrix: form it
-        # once and start from all neurons (a LARS knot costs about the same on a larger set then)
+    if C * start * start >= m * m or m <= 16 * start:
+        # small layers (16 x 64 = 1,024 neurons by default), or the sets' Gram blocks would cost as much as
+        # the whole Gram matrix: form it once and start from all neurons, in one LARS path per class
+        # (growing sets would pay a Python step per knot in every round)
         if prob._G is None:
             prob._G = prob.X @ prob.X.T
         start = m
@@ -244,7 +245,8 @@ def mu_lasso(X: np.ndarray, L: np.ndarray, mu: float, *, positive: bool = False,
     selection). Stops when every class's duality gap is below `tol` times its objective (so the
     objective is within `tol` relative of the optimum; for near-exact fits, `tol` times 1 % of
     ||l_j||^2). `working_set` runs stage 1 (exact LARS solves on sets of neurons that start at
-    `ws_start` and grow for at most `max_rounds` rounds); classes still above the tolerance, or all
+    `ws_start`, or at all neurons when there are at most 16 x `ws_start`, and grow for at most
+    `max_rounds` rounds); classes still above the tolerance, or all
     classes when `working_set=False`, go to SPG for at most `max_iter` iterations, warm-started
     from stage 1 or from `W0`. `gram=None` lets SPG use the Gram matrix X X^T when m <= N and it
     fits in about 300 MB.
