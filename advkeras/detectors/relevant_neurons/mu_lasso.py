@@ -6,7 +6,9 @@ Two stages, both stopped on the duality gap, which bounds the distance to the op
    homotopy (scikit-learn's `lars_path_gram` on that set's Gram block), read off the piecewise-linear
    path where ||w||_1 = mu; one matrix-free product X r over all neurons then gives the gap and the
    neurons that violate the optimality conditions, which join the set (as in BLITZ / celer).
-   The full Gram matrix X X^T is never formed, so large layers cost a few products with X.
+   The full Gram matrix X X^T is formed only for small layers (up to 16 x `ws_start` neurons, one
+   LARS path per class on all of them), so large layers cost a few products with X and small Gram
+   blocks.
 2. Fallback for classes still above the tolerance (a truncated path on a degenerate block): spectral
    projected gradient (Birgin, Martinez & Raydan; the inner solver of SPGL1), warm-started from
    stage 1: Barzilai-Borwein steps, a non-monotone Armijo line search, Euclidean projection onto the
@@ -73,8 +75,8 @@ class _Problem:
 
     @property
     def G(self) -> np.ndarray | None:
-        # Formed on first use only: the working-set stage never needs it (on a 5,000-neuron layer it
-        # costs more than the whole solve), the SPG fallback does when `gram` says so.
+        # Formed on first use only: the working-set stage forms it for small layers alone (on a
+        # 5,000-neuron layer it costs more than the whole solve), the SPG fallback when `gram` says so.
         if self.gram and self._G is None:
             self._G = self.X @ self.X.T
         return self._G
