@@ -103,7 +103,7 @@ from advkeras.models import build_classifier, evaluate_classifier, split_dataset
 from advkeras.models.training import make_pipeline
 import tensorflow as tf
 t0 = time.perf_counter()
-ds = load_dataset(sys.argv[1], lazy=True)
+ds = load_dataset(sys.argv[1], lazy=sys.argv[3] == "stream")
 train, val, test = split_dataset(ds, 0)
 model = build_classifier("vgg_mini", ds.input_shape, ds.n_classes, seed=0)
 model.compile(tf.keras.optimizers.Adam(1e-3), tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -116,10 +116,11 @@ print("PROBE", len(ds), len(train), len(test), t1 - t0, t2 - t1, t3 - t2, acc)
 """
 
 
-def probe(tree: Path, steps: int, log: Path) -> dict:
-    """Peak memory of loading, a `steps`-batch slice of a training epoch and the full held-out prediction."""
-    row = timed([sys.executable, "-c", PROBE, str(tree), str(steps)], log)
-    row["command"] = f"probe of {tree.name}: load, {steps} training batches of 64, predict the held-out set"
+def probe(tree: Path, steps: int, mode: str, log: Path) -> dict:
+    """Peak memory of loading, a `steps`-batch slice of a training epoch and the full held-out prediction;
+    `mode` "stream" keeps the images on disk, "memory" decodes them first (the behaviour before streaming)."""
+    row = timed([sys.executable, "-c", PROBE, str(tree), str(steps), mode], log)
+    row["command"] = f"probe of {tree.name} ({mode}): load, {steps} training batches of 64, predict the held-out set"
     found = re.search(r"PROBE (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+)", log.read_text())
     if found:
         n, n_train, n_test, load_s, train_s, pred_s, acc = found.groups()
@@ -150,12 +151,15 @@ def main(argv=None) -> dict:
         tree = build_tree(files, size, work / f"idc_{size}", args.seed)
         built = time.perf_counter() - t0
         if args.probe_steps:
-            row = {"size": size, "stage": "probe", "tree_build_seconds": built,
-                   **probe(tree, args.probe_steps, work / f"probe_{size}.log")}
-            result["runs"].append(row)
-            print(json.dumps(row), flush=True)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(result, indent=1))
+            for mode in args.modes:
+                if mode == "memory" and size > args.memory_max_size:
+                    continue
+                row = {"size": size, "stage": "probe", "mode": mode, "tree_build_seconds": built,
+                       **probe(tree, args.probe_steps, mode, work / f"probe_{size}_{mode}.log")}
+                result["runs"].append(row)
+                print(json.dumps(row), flush=True)
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_text(json.dumps(result, indent=1))
             continue
         for command in args.commands:
             for mode in args.modes if command == "train" else ["stream"]:
