@@ -269,3 +269,35 @@ def test_spectrum_representation_ignores_shifts_and_noise(classifier, patches):
     query(model, x, "eve")
     assert query(model, moved.astype(np.float32), "eve")["alarm"][0]  # ... but not the spectrum
     assert not query(model, other, "eve")["alarm"][0]
+
+
+def test_full_size_ssim_matches_skimage_through_the_layer(classifier, patches):
+    """representation="full" (the paper's setting) compares whole images, every channel, with SSIM."""
+    model = _defended(classifier, representation="full", metric="ssim", threshold=0.05)
+    a, near = patches[:1], np.clip(patches[:1] + np.random.default_rng(0).uniform(-2 / 255, 2 / 255, patches[:1].shape),
+                                   0, 1).astype(np.float32)
+    assert query(model, a, "eve")["min_distance"][0] == NO_HISTORY
+    out = query(model, near, "eve")
+    want = 1 - structural_similarity(a[0], near[0], channel_axis=-1, data_range=1.0)
+    assert abs(out["min_distance"][0] - want) < 1e-3 and out["alarm"][0]
+    assert not query(model, patches[5:6], "eve")["alarm"][0]  # another patch is far in full-size SSIM
+    assert similarity_layer(model).get_state()["history_thumbnails"].shape == (32, 8, 50 * 50 * 3)
+
+
+def test_one_ring_larger_than_the_run_keeps_every_query_of_each_user(classifier, patches):
+    """n_slots=1 with a history above the run's queries: every earlier query of the user is compared (and only
+    the user's), whatever other users and the user itself sent in between; a ring of 8 has forgotten it."""
+    first = patches[:1]
+    near = np.clip(first + 1 / 255, 0, 1).astype(np.float32)
+    for history, remembered in ((256, True), (8, False)):
+        model = _defended(classifier, n_slots=1, history=history)
+        query(model, first, "eve")
+        for i in range(1, 31):  # 30 other patches of eve, each after one query of another user
+            query(model, patches[i:i + 1], f"bystander-{i}")
+            query(model, patches[i:i + 1], "eve")
+        assert not query(model, near, "bob")["alarm"][0]  # another user's earlier queries never count
+        out = query(model, near, "eve")
+        assert out["alarm"][0] == remembered
+        if remembered:
+            assert out["min_distance"][0] < THRESHOLD and out["distance_alarm"][0] == 1
+        assert int(similarity_layer(model).queries.numpy()) == 63

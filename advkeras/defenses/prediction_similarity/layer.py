@@ -10,7 +10,13 @@ thumbnail, compared with MSE, SSIM or PSNR. Not the full image: averaging remove
 attacker adds to dodge similarity (measured on IDC: +-16/255 uniform noise moves the 16x16 thumbnail MSE by
 ~5e-5, while two neighbouring patches of one slide differ by ~1e-3 and up), and it keeps the state small
 (1 KiB per stored query). "spectrum": the log-magnitude of the thumbnail's 2-D Fourier transform (low
-frequencies), which also ignores small shifts; MSE/PSNR only.
+frequencies), which also ignores small shifts; MSE/PSNR only. "full": the image itself, every channel (the
+defenses paper's setting: SSIM on full-size images; H*W*C floats per stored query, 30 KB for a 50x50x3 patch).
+
+Only the entries a query may match (its user's, or any in scope="global") are compared, pair by pair: with
+`n_slots=1` and a `history` larger than all queries of a run, one ring holds every query of every user and
+each query is compared with all earlier queries of its user (the paper's "all previous images"), at a cost
+that grows with that user's history rather than with the ring.
 
 State lives in non-trainable weights created in `build()`, so it is saved by `.keras` files and
 captured by `tf.saved_model.save`:
@@ -90,7 +96,7 @@ class PredictionSimilarity(StateMixin, tf.keras.layers.Layer):
     """
 
     output_keys = OUTPUT_KEYS
-    _same_config = "same n_slots, history, thumbnail_size and scope"
+    _same_config = "same n_slots, history, representation, thumbnail_size and scope"
 
     def __init__(self, *, metric: str = "mse", threshold: float | None = None, min_matches: int = 1,
                  drop_margin: float = 0.0, action: str = "flag", scope: str = "user", n_slots: int = 256,
@@ -110,7 +116,7 @@ class PredictionSimilarity(StateMixin, tf.keras.layers.Layer):
         if not 1 <= spectrum_size <= thumbnail_size:
             raise InputError(f"spectrum_size must be in [1, thumbnail_size={thumbnail_size}], got {spectrum_size}.")
         side = thumbnail_size if representation == "thumbnail" else spectrum_size
-        if metric == "ssim" and side < 7:
+        if metric == "ssim" and representation != "full" and side < 7:
             raise InputError(f"SSIM uses a 7x7 window: thumbnail_size must be >= 7, got {thumbnail_size}.")
         self.metric, self.min_matches, self.drop_margin = metric, int(min_matches), float(drop_margin)
         self.action, self.scope, self.n_slots = action, scope, int(n_slots)
@@ -119,12 +125,21 @@ class PredictionSimilarity(StateMixin, tf.keras.layers.Layer):
         self.initial_threshold = threshold
         self.alarm_on = alarm_on
         self.n_rings = self.n_slots if scope == "user" else 1
+        self.rep_shape: tuple[int, int, int] = (self.side, self.side, 1)  # "full": the image's, set in build()
 
     # ---- state -------------------------------------------------------------------------------------
     def build(self, input_shape) -> None:
         n_classes = int(input_shape[1][-1])
         self.n_classes = n_classes
-        t, k, r, s = self.side, self.history, self.n_rings, self.n_slots
+        if self.representation == "full":
+            shape = tf.TensorShape(input_shape[0])[1:]
+            if not shape.is_fully_defined():
+                raise InputError(f"representation='full' stores whole images: the image shape must be known, got "
+                                 f"{shape}.")
+            self.rep_shape = tuple(int(v) for v in shape)
+            if self.metric == "ssim" and min(self.rep_shape[:2]) < 7:
+                raise InputError(f"SSIM uses a 7x7 window: images must be at least 7x7, got {self.rep_shape}.")
+        d, k, r, s = int(np.prod(self.rep_shape)), self.history, self.n_rings, self.n_slots
 
         def weight(name, shape, dtype, value=0):
             init = tf.keras.initializers.Constant(value)
@@ -132,7 +147,7 @@ class PredictionSimilarity(StateMixin, tf.keras.layers.Layer):
 
         thr = -np.inf if self.initial_threshold is None else float(self.initial_threshold)
         self.threshold = weight("threshold", (), tf.float32, thr)
-        self.thumbs = weight("history_thumbnails", (r, k, t * t), tf.float32)
+        self.thumbs = weight("history_thumbnails", (r, k, d), tf.float32)
         self.owner = weight("history_owner", (r, k), tf.int64)  # 0 = empty entry
         self.top_class = weight("history_top_class", (r, k), tf.int32)
         self.top_prob = weight("history_top_probability", (r, k), tf.float32)
@@ -161,16 +176,13 @@ class PredictionSimilarity(StateMixin, tf.keras.layers.Layer):
         finger = tf.strings.to_hash_bucket_fast(user_id, np.iinfo(np.int64).max - 1) + 1  # > 0
         slot = finger % self.n_slots
         ring = slot if self.scope == "user" else tf.zeros_like(slot)
-        t = self.side
         thumbs = tf.reshape(represent(image, self.representation, self.thumbnail_size, self.spectrum_size),
-                            [-1, t * t])
+                            [-1, int(np.prod(self.rep_shape))])
 
         # Compare with the stored history first (reads happen before this call's writes).
         owners = tf.gather(self.owner, ring)  # B x K
         valid = owners > 0 if self.scope == "global" else tf.equal(owners, finger[:, None])
-        hist = tf.reshape(tf.gather(self.thumbs, ring), [-1, self.history, t, t, 1])
-        dist = distance(tf.reshape(thumbs, [-1, 1, t, t, 1]), hist, self.metric)
-        dist = tf.where(valid, dist, tf.constant(np.inf, tf.float32))
+        dist = self._distances(thumbs, ring, valid)
         close = valid & (dist < self.threshold)
         n_close = tf.reduce_sum(tf.cast(close, tf.int32), axis=1)
         prev_top = tf.gather(self.top_class, ring)
@@ -189,6 +201,27 @@ class PredictionSimilarity(StateMixin, tf.keras.layers.Layer):
         return {"probabilities": answer, "label": label, "alarm": alarm, "adversarial_probability": adv_prob,
                 "min_distance": min_d, "match_distance": match_d, "distance_alarm": n_close,
                 "prediction_alarm": n_dropped}
+
+    def _distances(self, reps: tf.Tensor, ring: tf.Tensor, valid: tf.Tensor) -> tf.Tensor:
+        """B x history distances of each row to the valid entries of its ring (inf elsewhere), computed for the
+        valid (row, entry) pairs only, in chunks of about 16 MB of stored representations."""
+        pairs = tf.where(valid)  # P x 2: row, entry
+        rows = pairs[:, 0]
+        where = tf.stack([tf.gather(ring, rows), pairs[:, 1]], axis=1)
+        shape = [-1, *self.rep_shape]
+        chunk = max(1, (1 << 22) // int(np.prod(self.rep_shape)))
+
+        def body(i, out):
+            lo = i * chunk
+            hi = tf.minimum(lo + chunk, tf.shape(rows)[0])
+            a = tf.reshape(tf.gather(reps, rows[lo:hi]), shape)
+            b = tf.reshape(tf.gather_nd(self.thumbs, where[lo:hi]), shape)
+            return i + 1, out.write(i, distance(a, b, self.metric))
+
+        parts = tf.TensorArray(tf.float32, size=0, dynamic_size=True, infer_shape=False, element_shape=[None])
+        _, parts = tf.while_loop(lambda i, _: i * chunk < tf.shape(rows)[0], body, (tf.constant(0), parts))
+        found = tf.cond(parts.size() > 0, parts.concat, lambda: tf.zeros([0], tf.float32))
+        return tf.tensor_scatter_nd_update(tf.fill(tf.shape(valid), tf.constant(np.inf, tf.float32)), pairs, found)
 
     def _record(self, thumbs, probs, finger, slot, ring, alarm) -> None:
         """Append this batch to the ring buffers and update the counters (atomic adds only)."""
