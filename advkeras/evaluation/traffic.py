@@ -138,12 +138,13 @@ def simulate_traffic(defended: tf.keras.Model, classifier: tf.keras.Model, ds: D
                      for u, x in images.items() if j < len(x)]
     slots = np.sort(rng.integers(0, len(benign_events) + 1, len(attacks)))
     flagged = {u: 0 for u in sessions}
+    latency: list[float] = []  # seconds of each benign query (the defended model end to end)
     rows, start, b = [], time.perf_counter(), 0
     bar = tqdm(total=len(benign_events) + len(attacks), desc="traffic", unit="event", disable=not progress,
                leave=False)
     pool = correct
     for k, spec in enumerate(attacks):
-        b = _send_benign(defended, benign_events, b, slots[k], flagged, bar)
+        b = _send_benign(defended, benign_events, b, slots[k], flagged, bar, latency)
         # each attack on images no earlier attack used (else the cross-user scope sees the earlier attack's
         # queries and credits the later attack with its detection), while enough are left
         pool = pool if len(pool) >= processes * max(1, len(np.unique(ds.y))) else correct
@@ -151,12 +152,18 @@ def simulate_traffic(defended: tf.keras.Model, classifier: tf.keras.Model, ds: D
         pool = np.setdiff1d(pool, idx)
         rows.append(_run_attack_processes(defended, classifier, ds, spec, idx, k, seed))
         bar.update(1)
-    _send_benign(defended, benign_events, b, len(benign_events), flagged, bar)
+    _send_benign(defended, benign_events, b, len(benign_events), flagged, bar, latency)
     bar.close()
     benign_seconds = time.perf_counter() - start - sum(r["seconds"] for r in rows)
     return {"attacks": rows, "benign": {**_flag_rates(flagged, len(benign_events)), "seconds": benign_seconds,
+                                        "ms_per_query_median": _median_ms(latency),
                                         "workloads": _per_workload(flagged, images)},
             "queries_total": int(layer.queries.numpy()), "seconds": time.perf_counter() - start}
+
+
+def _median_ms(seconds: list[float]) -> float | None:
+    """Median in ms, without the first call (it traces the compiled query function)."""
+    return 1e3 * float(np.median(seconds[1:] or seconds)) if seconds else None
 
 
 def _flag_rates(flagged: dict[str, int], n_queries: int) -> dict[str, Any]:
@@ -191,9 +198,11 @@ def _targets(y: np.ndarray, n_classes: int) -> np.ndarray:
     return out
 
 
-def _send_benign(defended, events, begin, end, flagged, bar) -> int:
+def _send_benign(defended, events, begin, end, flagged, bar, latency) -> int:
     for user, x in events[begin:end]:
+        t = time.perf_counter()
         flagged[user] += int(query(defended, x, user)["alarm"][0])
+        latency.append(time.perf_counter() - t)
         bar.update(1)
     return max(begin, end)
 
