@@ -2,7 +2,7 @@
 
 A folder of 277,524 IDC patches is 8.3 GB as float32 but about 30 MB as a list of paths. `ImageFiles` stands
 where a `Dataset` holds its image array: indexing it (``x[i]``, ``x[a:b]``, ``x[idx]``) decodes just those
-files, `select` narrows the index without decoding anything, and `pipeline` streams them through `tf.data`.
+files, `select` narrows the index without decoding anything, and `decoder` gives the `tf.data` map that streams them.
 Code that walks a Dataset batch by batch (training, prediction, evaluation) therefore runs in memory bounded
 by the batch, whatever the number of images; code that needs all of them at once calls `np.asarray(x)`.
 """
@@ -60,7 +60,7 @@ class ImageFiles:
             return self._read(str(self.paths[index]))
         return self.decode(self.paths[index])
 
-    def __array__(self, dtype=None) -> np.ndarray:
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:  # copy: numpy 2's protocol; always a new array
         if len(self) > DECODE_LOG_SIZE:
             log.info("decoding %d images into memory (%.1f GB)", len(self), self.size * 4 / 1e9)
         out = self.decode(self.paths, progress=len(self) > DECODE_LOG_SIZE)
