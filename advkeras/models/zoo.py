@@ -1,4 +1,4 @@
-"""Model zoo: VGG16, a small VGG-style CNN, LeNet; each as a `cnn` feature extractor + `dnn` head."""
+"""Model zoo: VGG16, a small VGG-style CNN, LeNet, a small DenseNet; each as a `cnn` feature extractor + `dnn` head."""
 from __future__ import annotations
 
 import os
@@ -12,8 +12,9 @@ from advkeras.models.layers import CaffePreprocess
 from advkeras.seeding import fresh_seed, preserved_global_rng, seed_random_layers, seed_weights
 
 L = tf.keras.layers
-BACKBONES = ("vgg16", "vgg_mini", "lenet")
-DEFAULT_HEADS = {"vgg16": (256, 128), "vgg_mini": (128, 64), "lenet": (120, 84)}
+BACKBONES = ("vgg16", "vgg_mini", "lenet", "densenet_mini")
+# DenseNet classifies globally pooled features directly (no hidden dense layer), as Huang et al. do.
+DEFAULT_HEADS = {"vgg16": (256, 128), "vgg_mini": (128, 64), "lenet": (120, 84), "densenet_mini": ()}
 _VGG16_NOTOP = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 
 
@@ -52,6 +53,26 @@ def _lenet_cnn(input_shape: tuple[int, ...]) -> tf.keras.Model:
     x = L.Conv2D(16, 5, activation="relu", name="conv2")(x)
     x = L.MaxPooling2D(2, name="pool2")(x)
     return tf.keras.Model(inp, L.Flatten(name="features")(x), name="cnn")
+
+
+def _densenet_mini_cnn(input_shape: tuple[int, ...], growth: int = 12, layers_per_block: int = 4,
+                        blocks: int = 3) -> tf.keras.Model:
+    """A small DenseNet-BC (Huang et al. 2017): a 3x3 stem, `blocks` dense blocks of BN-ReLU-conv3x3 layers
+    each concatenated to its input, 1x1 transitions halving the channels with 2x2 average pooling, then
+    BN-ReLU and global average pooling. Defaults: 246 conv channels (the paper's CIFAR-10 DenseNet has 3,272)."""
+    inp = L.Input(input_shape, name="image")
+    x = L.Conv2D(2 * growth, 3, padding="same", use_bias=False, name="stem_conv")(inp)
+    for b in range(1, blocks + 1):
+        for i in range(1, layers_per_block + 1):
+            h = L.ReLU(name=f"block{b}_relu{i}")(L.BatchNormalization(name=f"block{b}_bn{i}")(x))
+            h = L.Conv2D(growth, 3, padding="same", use_bias=False, name=f"block{b}_conv{i}")(h)
+            x = L.Concatenate(name=f"block{b}_concat{i}")([x, h])
+        if b < blocks:
+            h = L.ReLU(name=f"trans{b}_relu")(L.BatchNormalization(name=f"trans{b}_bn")(x))
+            h = L.Conv2D(int(x.shape[-1]) // 2, 1, use_bias=False, name=f"trans{b}_conv")(h)
+            x = L.AveragePooling2D(2, name=f"trans{b}_pool")(h)
+    x = L.ReLU(name="final_relu")(L.BatchNormalization(name="final_bn")(x))
+    return tf.keras.Model(inp, L.GlobalAveragePooling2D(name="features")(x), name="cnn")
 
 
 def default_backbone(input_shape: Sequence[int]) -> str:
@@ -98,6 +119,8 @@ def build_classifier(backbone: str, input_shape: Sequence[int], n_classes: int, 
             cnn = _vgg16_cnn(input_shape, weights)
         elif backbone == "vgg_mini":
             cnn = _vgg_mini_cnn(input_shape)
+        elif backbone == "densenet_mini":
+            cnn = _densenet_mini_cnn(input_shape)
         else:
             cnn = _lenet_cnn(input_shape)
         dnn = build_dnn(int(cnn.output_shape[-1]), n_classes, DEFAULT_HEADS[backbone] if head is None else head,

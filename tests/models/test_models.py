@@ -8,7 +8,8 @@ from advkeras.models import (activation_model, build_classifier, check_images, c
 
 
 @pytest.mark.parametrize("backbone,shape,classes", [("vgg_mini", (50, 50, 3), 2), ("lenet", (28, 28, 1), 10),
-                                                    ("vgg16", (50, 50, 3), 2)])
+                                                    ("vgg16", (50, 50, 3), 2),
+                                                    ("densenet_mini", (32, 32, 3), 10)])
 def test_classifier_has_cnn_dnn_and_outputs_logits(backbone, shape, classes):
     model = build_classifier(backbone, shape, classes, seed=0)
     cnn, dnn = get_parts(model)
@@ -81,3 +82,17 @@ def test_short_training_beats_chance_on_held_out_patients(idc_model, idc_splits)
     majority = np.bincount(test.y).max() / len(test)
     assert metrics["accuracy"] > max(0.7, majority + 0.05)
     assert np.array(metrics["confusion_matrix"]).sum() == len(test)
+
+
+def test_densenet_mini_is_a_seeded_densenet():
+    from advkeras.detectors.relevant_neurons import neuron_layers
+
+    a, b = (build_classifier("densenet_mini", (32, 32, 3), 10, seed=3) for _ in range(2))
+    x = np.random.default_rng(0).uniform(size=(2, 32, 32, 3)).astype("float32")
+    np.testing.assert_array_equal(a(x).numpy(), b(x).numpy())  # weights from the seed alone
+    cnn, dnn = get_parts(a)
+    # dense connectivity: each block layer sees the concatenation of everything before it in the block
+    assert cnn.get_layer("block1_concat4").output_shape[-1] == 24 + 4 * 12
+    assert [layer.name for layer in dnn.layers[1:]] == ["logits"]  # global pooling -> logits, as DenseNet
+    layers = neuron_layers(a)
+    assert len(layers) == 15 and layers[0] == "cnn/stem_conv"
