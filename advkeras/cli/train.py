@@ -9,7 +9,7 @@ from advkeras.cli.options import COUNT, POSITIVE, common_options, confirm_overwr
 @click.command("train")
 @click.option("--data", default="idc", show_default=True,
               help="Embedded sample name (idc, mnist) or a dataset folder (IDC tree, MNIST IDX, image folder).")
-@click.option("--backbone", type=click.Choice(["vgg16", "vgg_mini", "lenet"]), default=None,
+@click.option("--backbone", type=click.Choice(["vgg16", "vgg_mini", "lenet", "densenet_mini"]), default=None,
               help="Model backbone [default: lenet for 1-channel data, vgg_mini otherwise].")
 @click.option("--epochs", type=COUNT, default=25, show_default=True)
 @click.option("--batch-size", type=COUNT, default=64, show_default=True)
