@@ -207,10 +207,20 @@ def detector_rows(nd: NeuronDescriptors, fit: DetectionSet, test: DetectionSet, 
     return rows, summaries
 
 
+def interleaved(y: np.ndarray) -> np.ndarray:
+    """Indices ordered image 1 of every class, then image 2 of every class, ... The folders list images class
+    by class, so their "first 100" would be 100 airplanes; CIFAR-10's own test order mixes the classes."""
+    rank = np.empty(len(y), np.int64)
+    for c in np.unique(y):
+        rank[y == c] = np.arange(int((y == c).sum()))
+    return np.lexsort((y, rank))
+
+
 def first_correct(model, test: Dataset, n: int) -> Dataset:
-    """The first `n` test images (test-split order) the model classifies correctly."""
-    pred = predict_logits(model, test.x, 256).argmax(1)
-    return test.subset(np.flatnonzero(pred == test.y)[:n])
+    """The first `n` test images (classes interleaved, see `interleaved`) the model classifies correctly."""
+    order = interleaved(test.y)
+    pred = predict_logits(model, test.x[order], 256).argmax(1)
+    return test.subset(order[np.flatnonzero(pred == test.y[order])[:n]])
 
 
 def exp2(args, model, test) -> dict:
