@@ -37,7 +37,8 @@ import numpy as np  # noqa: E402
 from advkeras.attacks import minimal_adversarials  # noqa: E402
 from advkeras.data import load_image_folder, split_random  # noqa: E402
 from advkeras.data.dataset import Dataset  # noqa: E402
-from advkeras.detectors.relevant_neurons import NeuronDescriptors, RelevantNeuronDetector, RelevantNeuronSets  # noqa: E402
+from advkeras.detectors.relevant_neurons import (NeuronDescriptors, RelevantNeuronDetector,  # noqa: E402
+                                                 RelevantNeuronSets)
 from advkeras.detectors.relevant_neurons.experiment import (AttackSpec, DetectionSet, attack_part,  # noqa: E402
                                                             peer_rows, score_row)
 from advkeras.models import (build_classifier, evaluate_classifier, load_model, predict_logits,  # noqa: E402
@@ -147,7 +148,8 @@ def pick(part: Dataset, n: int, seed: int) -> Dataset:
 
 
 def save_sets(path: Path, sets: dict[str, DetectionSet]) -> None:
-    np.savez_compressed(path, **{f"{k}__{f}": getattr(v, f) for k, v in sets.items() for f in ("clean", "labels", "adv")})
+    fields = ("clean", "labels", "adv")
+    np.savez_compressed(path, **{f"{k}__{f}": getattr(v, f) for k, v in sets.items() for f in fields})
 
 
 def load_sets(path: Path) -> dict[str, DetectionSet]:
@@ -272,7 +274,8 @@ def gradcam_stage(args, model, test) -> dict:
     fit = load_sets(Path(args.work) / "exp1_fit_fgsm.npz")["fgsm"]
     nd = NeuronDescriptors(model, append_prediction=True).fit()
     fc, fa = nd.transform(fit.clean), nd.transform(fit.adv)
-    sets = RelevantNeuronSets(10.0, n_classes=10).fit(fc[:, :-1], fc[:, -1].astype(int), fa[:, :-1], fa[:, -1].astype(int))
+    sets = RelevantNeuronSets(10.0, n_classes=10).fit(fc[:, :-1], fc[:, -1].astype(int), fa[:, :-1],
+                                                      fa[:, -1].astype(int))
     part = first_correct(model, test, args.gradcam_n)
     m = minimal_adversarials(model, part.x, part.y, "fgsm", eps_grid=FGSM_GRID, seed=args.seed, progress=False)
     ok = np.isfinite(m.eps) & (m.eps > 0)
@@ -282,8 +285,8 @@ def gradcam_stage(args, model, test) -> dict:
     # strongest shared neurons of each class first (the clean set's where a class shares none)
     mask = np.where(mask.any(1, keepdims=True), mask, sets.mask("clean"))
     weight = np.abs(sets.W_clean_) * mask.T
-    top = [names[np.argsort(-weight[:, c])[:args.gradcam_top]][weight[np.argsort(-weight[:, c])[:args.gradcam_top], c] > 0]
-           for c in pc]
+    strongest = [np.argsort(-weight[:, c])[:args.gradcam_top] for c in pc]
+    top = [names[idx][weight[idx, c] > 0] for idx, c in zip(strongest, pc)]
     maps = {v: {} for v in ("energy", "isolated", "class")}
     for neuron in sorted({n for t in top for n in t}):
         rows = [i for i, t in enumerate(top) if neuron in t]
@@ -343,7 +346,8 @@ def render_exp1(d: dict) -> str:
         f, t = info["fit"], info["test"]
         out.append(f"| {a} | {info['label']} | {f['n_clean']} / {f['n_adv']} | {t['n_clean']} / {t['n_adv']} | "
                    f"{t['success_rate_on_correct']:.3f} | {t['median_l2']:.3f} |")
-    out += ["", "Each cell: ours accuracy / balanced accuracy / AUC, then the paper's accuracy (Table 2) in brackets.", "",
+    out += ["", "Each cell: ours accuracy / balanced accuracy / AUC, then the paper's accuracy (Table 2) in "
+            "brackets.", "",
             "| set | attack | with label mu=100 | mu=20 | mu=10 | without label mu=100 | mu=20 | mu=10 |",
             "|---|---|---|---|---|---|---|---|"]
     for (s, a), paper in PAPER_TABLE2.items():
@@ -359,7 +363,8 @@ def render_exp1(d: dict) -> str:
                  for a in ("fgsm", "jsma", "cw")]
         out.append(f"| {peer} | fgsm / jsma / cw | " + " | ".join(cells) + " | | | |")
     out += ["", "Neurons selected per class (mean over classes, % of all neurons) and solver convergence:", "",
-            "| attack | mu | clean | adv | shared | sym_diff | converged (clean / adv) |", "|---|---|---|---|---|---|---|"]
+            "| attack | mu | clean | adv | shared | sym_diff | converged (clean / adv) |",
+            "|---|---|---|---|---|---|---|"]
     for a, per_mu in d["neuron_sets"].items():
         for mu, s in per_mu.items():
             cells = [f"{s['sets'][n]['mean_per_class']:.1f} ({s['sets'][n]['pct_per_class']:.1f} %)"
@@ -371,7 +376,8 @@ def render_exp1(d: dict) -> str:
 
 def render_exp2(d: dict) -> str:
     rows = d["rows"]
-    out = [f"Command: `{d['command']}` (seed {d['seed']}); the first {d['n_images']} correctly predicted test images.", "",
+    out = [f"Command: `{d['command']}` (seed {d['seed']}); the first {d['n_images']} correctly predicted test "
+           "images (classes interleaved).", "",
            "| attack | clean / adv | success | median L2 |", "|---|---|---|---|"]
     for a, info in d["attacks"].items():
         out.append(f"| {a} | {info['n_clean']} / {info['n_adv']} | {info['success_rate_on_correct']:.3f} | "
@@ -381,11 +387,16 @@ def render_exp2(d: dict) -> str:
             "numbers are quoted from those papers, not run on its images).", "",
             "| attack | ours mu=10 (shared, label) | ours mu=20 (shared, label) | mu=10 without label | "
             "mu=20 without label | Feature Squeezing | NIC (paper) |", "|---|---|---|---|---|---|---|"]
-    full = lambda r: "-" if r is None else "empty set" if r.get("empty") else (f"{r['accuracy']:.3f} / {r['tpr']:.3f} / {r['fpr']:.3f} / "  # noqa: E731
-                                           f"{r['balanced_accuracy']:.3f} / {r['auc']:.3f}")
+    def full(r: dict | None) -> str:
+        if r is None or r.get("empty"):
+            return "-" if r is None else "empty set"
+        return " / ".join(f"{r[k]:.3f}" for k in ("accuracy", "tpr", "fpr", "balanced_accuracy", "auc"))
+
     for a in d["attacks"]:
         p = PAPER_TABLE4[a.split("@")[0].split("_")[0]]
-        get = lambda **kw: next((r for r in rows if r["test"] == a and all(r.get(k) == v for k, v in kw.items())), None)  # noqa: E731
+        def get(a=a, **kw) -> dict | None:
+            return next((r for r in rows if r["test"] == a and all(r.get(k) == v for k, v in kw.items())), None)
+
         cells = [f"{full(get(detector='relevant-neurons', mu=10.0, with_label=True))} ({p['ours_mu10']:.3f})",
                  f"{full(get(detector='relevant-neurons', mu=20.0, with_label=True))} ({p['ours_mu20']:.3f})",
                  full(get(detector="relevant-neurons", mu=10.0, with_label=False)),
