@@ -5,22 +5,28 @@ Data: the 10,000 CIFAR-10 test JPEGs (``<dir>/<class>/*.jpg``), split 70/15/15 (
 a small DenseNet (zoo backbone ``densenet_mini``) trains on the first part, detectors fit on images of
 the second, and are tested on images of the third, never seen by either.
 
-Exp-1 (Table 2): attacks at the paper's "Foolbox defaults" where we can run them (FGSM: the smallest eps
-of a fine grid, as Foolbox 1's GradientSignAttack searched; JSMA: ART, theta 0.1 as Foolbox 1;
-CW-L2: Foolbox, 5 binary steps x `--cw-steps`, lr 0.005, as Foolbox 1 but fewer steps); relevant-neuron
-detectors for the three neuron sets, mu 10/20/100, with/without the predicted label; Feature
-Squeezing and Mahalanobis on the same images.
+Exp-1 (Table 2): attacks near the paper's "Foolbox defaults" where we can run them (FGSM: the smallest eps
+of a grid, as Foolbox 1's GradientSignAttack searched; JSMA: ART, theta 1, `--jsma-gamma` (Foolbox 1's
+theta 0.1 is out of reach on shared CPUs); CW-L2: Foolbox, 5 binary steps x `--cw-steps`, lr 0.005, as
+Foolbox 1 but fewer steps); relevant-neuron detectors for the three neuron sets, mu 10/20/100, with/without
+the predicted label; Feature Squeezing and Mahalanobis on the same images.
 
-Exp-2 (Table 4): the first 100 correctly predicted test images (test-split order), attacked with the
-paper's stronger parameters (FGSM eps 0.3, and the smallest eps up to 0.3; JSMA theta 1 with at most
-51 iterations; CW-L2 9 binary steps x `--exp2-cw-steps` steps, lr 0.01, initial const 0.01); our
-detectors fitted on Exp-1's adversarials of the same attack (as the paper did), Feature Squeezing
-calibrated on Exp-1's clean fitting images.
+Exp-2 (Table 4): the first 100 correctly predicted test images (classes interleaved: the folders list images
+class by class), attacked with the paper's stronger parameters (FGSM eps 0.3, and the smallest eps up to
+0.3; JSMA theta 1 with at most 51 iterations; CW-L2 9 binary steps x `--exp2-cw-steps` steps, lr 0.01,
+initial const 0.01); our detectors fitted on Exp-1's adversarials of the same attack (as the paper did),
+Feature Squeezing calibrated on Exp-1's clean fitting images.
 
-    python scripts/relevant_neurons_cifar10.py --stage exp1 --seed 0 --work /tmp/rn_cifar
-    python scripts/relevant_neurons_cifar10.py --stage exp2 --seed 0 --work /tmp/rn_cifar
-    python scripts/relevant_neurons_cifar10.py --render docs/results/relevant_neurons_cifar10.json \
-        docs/results/relevant_neurons_cifar10_exp2.json
+gradcam (item 7 of issue 18): the paper's isolated single-neuron GradCAM beside our energy variant and the
+class GradCAM, for the strongest shared relevant neurons, on clean images and their FGSM adversarials.
+
+    python scripts/relevant_neurons_cifar10.py --stage train --seed 0 --work /tmp/rn_cifar
+    python scripts/relevant_neurons_cifar10.py --stage exp1 --seed 0 --work /tmp/rn_cifar --attacks fgsm
+    python scripts/relevant_neurons_cifar10.py --stage exp2 --seed 0 --work /tmp/rn_cifar --attacks fgsm,jsma
+    python scripts/relevant_neurons_cifar10.py --stage gradcam --seed 0 --work /tmp/rn_cifar
+    python scripts/relevant_neurons_cifar10.py --render docs/results/relevant_neurons_cifar10_fgsm.json ...
+write docs/results/relevant_neurons_cifar10_<attacks>.json (exp1), ..._exp2_<attacks>.json, ..._gradcam.json
+and print the Markdown tables of docs/results/relevant_neurons.md (exact sizes there).
 """
 from __future__ import annotations
 
