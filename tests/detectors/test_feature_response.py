@@ -10,19 +10,23 @@ from advkeras.errors import InputError
 from advkeras.evaluation import detection_metrics
 
 
-def _entropy_reference(r: np.ndarray, window: int, stride: int) -> np.ndarray:
-    """Brute force: each window's intensities normalised to sum 1, then -sum h log2 h."""
-    inten = np.abs(r).sum(-1)
-    n, h, w = inten.shape
+def _window_entropies(values: np.ndarray, window: int, stride: int, distribution) -> np.ndarray:
+    """Brute force over every window of every image: -sum p log2 p of `distribution(window values)`."""
+    n, h, w = values.shape
     rows, cols = (h - window) // stride + 1, (w - window) // stride + 1
     out = np.zeros((n, rows, cols))
     for k in range(n):
         for i in range(rows):
             for j in range(cols):
-                p = inten[k, i * stride:i * stride + window, j * stride:j * stride + window].ravel()
-                p = p[p > 0] / p.sum() if p.sum() > 0 else p[:0]
+                p = distribution(values[k, i * stride:i * stride + window, j * stride:j * stride + window].ravel())
                 out[k, i, j] = -(p * np.log2(p)).sum()
     return out
+
+
+def _entropy_reference(r: np.ndarray, window: int, stride: int) -> np.ndarray:
+    """Each window's intensities normalised to sum 1."""
+    return _window_entropies(np.abs(r).sum(-1), window, stride,
+                             lambda v: v[v > 0] / v.sum() if v.sum() > 0 else v[:0])
 
 
 @pytest.mark.parametrize("window,stride", [(4, None), (3, 1), (5, 2)])
@@ -45,20 +49,16 @@ def test_local_entropy_extremes():
 
 
 def _histogram_reference(r: np.ndarray, window: int, stride: int, bins: int) -> np.ndarray:
-    """Brute force: grey levels per image, then each window's normalised histogram and -sum p log2 p."""
+    """Grey levels per image, then each window's normalised histogram."""
     inten = np.abs(r).sum(-1)
     peak = inten.reshape(len(inten), -1).max(1)[:, None, None]
     q = np.minimum(np.floor(inten / np.where(peak > 0, peak, 1) * (bins - 1) + 0.5), bins - 1).astype(int)
-    n, h, w = q.shape
-    rows, cols = (h - window) // stride + 1, (w - window) // stride + 1
-    out = np.zeros((n, rows, cols))
-    for k in range(n):
-        for i in range(rows):
-            for j in range(cols):
-                counts = np.bincount(q[k, i * stride:i * stride + window, j * stride:j * stride + window].ravel())
-                p = counts[counts > 0] / window ** 2
-                out[k, i, j] = -(p * np.log2(p)).sum()
-    return out
+
+    def histogram(v):
+        counts = np.bincount(v)
+        return counts[counts > 0] / window ** 2
+
+    return _window_entropies(q, window, stride, histogram)
 
 
 @pytest.mark.parametrize("window,stride,bins", [(4, None, 256), (3, 1, 8), (5, 2, 4)])
