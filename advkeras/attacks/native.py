@@ -85,8 +85,8 @@ def _signed_steps(model, x0, x_adv, classes, sign, eps, steps, step_size, loss="
     return x_adv
 
 
-def _restarted_steps(model, x0, classes, sign, eps, seed, p):
-    """PGD from `p["restarts"]` random starts (restart r drawn from [seed, r]); per image, the
+def _restarted_steps(model, x0, classes, sign, eps, start_at, p):
+    """PGD from `p["restarts"]` random starts (`start_at(r)`: the starting point of restart r); per image, the
     adversarial of the first restart that succeeds, else the one with the highest loss.
 
     Restart 0 is the single-start attack, so more restarts never lose an image it breaks. A
@@ -101,16 +101,15 @@ def _restarted_steps(model, x0, classes, sign, eps, seed, p):
         return won, sign * per_example_loss(logits, classes, p["loss"])
 
     def body(r, best, best_won, best_loss):
-        x_adv = _signed_steps(model, x0, _random_start(x0, eps, tf.stack([seed[0], r])), classes, sign, eps,
-                              p["steps"], step, p["loss"])
+        x_adv = _signed_steps(model, x0, start_at(r), classes, sign, eps, p["steps"], step, p["loss"])
         won, value = outcome(x_adv)
         take = ~best_won & (won | (value > best_loss))
         pick = tf.reshape(take, [-1] + [1] * (len(x0.shape) - 1))
         return r + 1, tf.where(pick, x_adv, best), best_won | won, tf.where(take, value, best_loss)
 
     n = tf.shape(x0)[0]
-    start = (tf.constant(0, tf.int64), x0, tf.zeros([n], tf.bool), tf.fill([n], float("-inf")))
-    out = tf.while_loop(lambda r, _, won, __: (r < p["restarts"]) & ~tf.reduce_all(won), body, start,
+    initial = (tf.constant(0, tf.int64), x0, tf.zeros([n], tf.bool), tf.fill([n], float("-inf")))
+    out = tf.while_loop(lambda r, _, won, __: (r < p["restarts"]) & ~tf.reduce_all(won), body, initial,
                         maximum_iterations=p["restarts"])
     return out[1]
 
@@ -152,7 +151,8 @@ class NativeLinfIterative(Attack):
                 # start is drawn in the graph, sparing a numpy round trip of a batch-sized array.
                 net = ref()
                 if p["restarts"] > 1:
-                    return _restarted_steps(net, x, classes, sign, eps, seed, p)
+                    return _restarted_steps(net, x, classes, sign, eps,
+                                            lambda r: _random_start(x, eps, tf.stack([seed[0], r])), p)
                 x_start = _random_start(x, eps, seed) if p["random_start"] else x
                 return _signed_steps(net, x, x_start, classes, sign, eps, p["steps"], p["rel_stepsize"] * eps,
                                      p["loss"])

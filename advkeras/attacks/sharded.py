@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from advkeras.attacks.registry import generate
 from advkeras.attacks.result import AttackResult
+from advkeras.data.files import is_lazy
 from advkeras.errors import InputError
 from advkeras.seeding import derive_seed
 
@@ -56,21 +57,31 @@ def worker_from_tf_config(env: str | None = None) -> tuple[int, int]:
 
 def run_shards(model: tf.keras.Model, x, y: np.ndarray, attack: str, out_dir: str | Path, *,
                shard_size: int = 256, worker: int = 0, workers: int = 1, seed: int = 0,
-               plan: dict | None = None, progress: bool = True, **attack_kwargs) -> list[int]:
+               plan: dict | None = None, progress: bool = True, strategy: tf.distribute.Strategy | None = None,
+               **attack_kwargs) -> list[int]:
     """Attack this worker's shards of (x, y) that are not on disk yet; returns the shard numbers it wrote.
 
     `x` may be an array or an `ImageFiles` index (then only one shard is decoded at a time). `plan` (what the
     run is: model, data, attack, parameters) is stored with the shards; a rerun with another plan is refused
     instead of mixing shards of two runs. `attack_kwargs` go to `generate` (eps, backend, params...).
+
+    With a `strategy` (a native attack only), the workers of the strategy attack every missing shard together
+    (`distributed_attack`), the shards the chief has not written, and the chief writes them.
     """
     if not 0 <= worker < workers:
         raise InputError(f"worker index {worker} is outside 0..{workers - 1}; give --worker below --workers.")
+    if strategy is not None and workers != 1:
+        raise InputError("under a tf.distribute strategy every worker takes part in every shard; drop --worker and "
+                         "--workers (the strategy's TF_CONFIG says who the workers are).")
     folder = Path(out_dir) / "shards"
     folder.mkdir(parents=True, exist_ok=True)
     slices = shard_slices(len(y), shard_size)
+    # Shards of a strategy run draw each image's random start from its own key, not from its batch: never mixed.
     _check_plan(folder, {**(plan or {}), "attack": attack, "n": int(len(y)), "shard_size": shard_size, "seed": seed,
-                         "shards": len(slices)})
+                         "shards": len(slices), **({"strategy": True} if strategy is not None else {})})
     mine = [k for k in range(worker, len(slices), workers) if not _shard_path(folder, k).exists()]
+    if strategy is not None:
+        return _run_distributed(model, x, y, attack, folder, slices, mine, seed, strategy, progress, attack_kwargs)
     written = []
     for k in tqdm(mine, desc=f"{attack} shards (worker {worker}/{workers})", unit="shard", disable=not progress):
         sl = slices[k]
@@ -79,6 +90,27 @@ def run_shards(model: tf.keras.Model, x, y: np.ndarray, attack: str, out_dir: st
         _save_atomic(res, _shard_path(folder, k))
         written.append(k)
     return written
+
+
+def _run_distributed(model, x, y, attack, folder: Path, slices: list[slice], missing: list[int], seed: int,
+                     strategy: tf.distribute.Strategy, progress: bool, kwargs: dict) -> list[int]:
+    """Every shard the chief misses, attacked by all workers of `strategy`, written by the chief."""
+    from advkeras.attacks.distributed import chief_view, distributed_attack, is_chief
+
+    if kwargs.pop("backend", None) not in (None, "native") or kwargs.pop("target", None) is not None:
+        raise InputError("a tf.distribute strategy runs the native attacks (fgsm, bim, pgd), untargeted; for foolbox "
+                         "or ART attacks, or a targeted attack, drop --strategy and split by --worker/--workers.")
+    todo = chief_view(strategy, missing, len(slices))
+    chief = is_chief(strategy)
+    for k in tqdm(todo, desc=f"{attack} shards ({strategy.num_replicas_in_sync} replicas)", unit="shard",
+                  disable=not progress or not chief):
+        sl = slices[k]
+        part = x.select(sl) if is_lazy(x) else np.asarray(x[sl])
+        res = distributed_attack(model, part, np.asarray(y[sl]), attack, strategy=strategy,
+                                 seed=derive_seed(seed, "shard", k), progress=False, **kwargs)
+        if chief:
+            _save_atomic(res, _shard_path(folder, k))
+    return todo if chief else []
 
 
 def missing_shards(out_dir: str | Path) -> list[int]:

@@ -57,10 +57,15 @@ def parse_params(items: tuple[str, ...]) -> dict:
               "[default: from TF_CONFIG, else 0].")
 @click.option("--workers", type=COUNT, default=None, help="How many workers share the shards [default: from "
               "TF_CONFIG, else 1].")
+@click.option("--strategy", "strategy_name", type=click.Choice(["mirrored", "multiworker"]), default=None,
+              help="Run a native attack (fgsm, bim, pgd) under tf.distribute: mirrored (every GPU of this machine) "
+                   "or multiworker (the machines of TF_CONFIG; run the same command on each). Implies shards "
+                   "(--shard-size, default 1024); worker 0 writes them.")
 @common_options("runs/attack")
 def attack(model_path: str, data: str, attack_name: str, eps: str | None, backend: str | None, targeted: bool,
            n_images: int, batch_size: int, all_images: bool, params: tuple[str, ...], shard_size: int | None,
-           worker: int | None, workers: int | None, seed: int, out: str, force: bool) -> None:
+           worker: int | None, workers: int | None, strategy_name: str | None, seed: int, out: str,
+           force: bool) -> None:
     """Attack MODEL on held-out images of DATA; writes OUT/adversarials.npz, OUT/grid.png, OUT/summary.json.
 
     With --shard-size, workers (on one machine or several sharing OUT) split the shards; the run writes
@@ -74,6 +79,9 @@ def attack(model_path: str, data: str, attack_name: str, eps: str | None, backen
     from advkeras.runs import prepare_out_dir, write_json
 
     eps_value, attack_params = parse_eps(eps), parse_params(params)
+    strategy = _strategy(strategy_name, worker, workers)  # before any other TF work, as MultiWorkerMirrored needs
+    if strategy is not None and shard_size is None:
+        shard_size = 1024
     model = load_model(model_path)
     ds = load_dataset(data, lazy=True)  # a folder stays on disk: only the attacked images are decoded
     held_out = split_dataset(ds, seed)[2]
@@ -85,7 +93,7 @@ def attack(model_path: str, data: str, attack_name: str, eps: str | None, backen
                  worker, workers, seed, out, force, plan={"model": str(model_path), "data": str(data),
                                                           "eps": eps_value, "backend": backend, "params": attack_params,
                                                           "targeted": targeted, "all_images": all_images,
-                                                          "n_images": n_images})
+                                                          "n_images": n_images}, strategy=strategy)
         return
     x = test.in_memory().x
     out_dir = prepare_out_dir(out, force=force, confirm=confirm_overwrite, inputs=[model_path, data])
@@ -99,29 +107,47 @@ def attack(model_path: str, data: str, attack_name: str, eps: str | None, backen
                f"(on correctly classified: {res.success_rate_on_correct:.3f}) -> {out_dir}")
 
 
+def _strategy(name: str | None, worker: int | None, workers: int | None):
+    if name is None:
+        return None
+    from advkeras.attacks.distributed import make_strategy
+    from advkeras.errors import InputError
+
+    if worker is not None or workers is not None:
+        raise InputError("--strategy shares every shard among its workers; drop --worker/--workers (under "
+                         "--strategy multiworker, TF_CONFIG says who the workers are).")
+    return make_strategy(name)
+
+
 def _sharded(model, test, target, attack_name, eps, backend, batch_size, params, shard_size, worker, workers, seed,
-             out, force, plan) -> None:
+             out, force, plan, strategy=None) -> None:
     """This worker's shards, then the merge when none is missing (see `advkeras.attacks.sharded`)."""
     import os
     from pathlib import Path
 
     import numpy as np
 
+    from advkeras.attacks.distributed import is_chief
     from advkeras.attacks.sharded import merge_shards, missing_shards, run_shards, shard_sequence, worker_from_tf_config
     from advkeras.runs import prepare_out_dir, write_json
 
-    tf_index, tf_count = worker_from_tf_config()
+    tf_index, tf_count = worker_from_tf_config() if strategy is None else (0, 1)
     worker = tf_index if worker is None else worker
     workers = tf_count if workers is None else workers
     out_dir = Path(out)
-    if force:
+    chief = strategy is None or is_chief(strategy)
+    if force and chief:
         out_dir = prepare_out_dir(out, force=True, inputs=[plan["model"], plan["data"]])
     elif out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "shards").is_dir():
         raise FileExistsError(f"{out_dir} already holds results that are not a sharded run; pass --force to replace "
                               "them, or choose another --out.")
     written = run_shards(model, test.x, test.y, attack_name, out_dir, shard_size=shard_size, worker=worker,
                          workers=workers, seed=seed, plan=plan, eps=eps, backend=backend, target=target,
-                         batch_size=batch_size, **params)
+                         batch_size=batch_size, strategy=strategy, **params)
+    if not chief:
+        click.echo(f"worker {strategy.cluster_resolver.task_id}: done; worker 0 writes the shards and the merged "
+                   "results")
+        return
     missing = missing_shards(out_dir)
     click.echo(f"worker {worker}/{workers}: wrote {len(written)} shard(s)"
                + (f"; waiting for shard(s) {shard_sequence(missing)} (rerun to resume)" if missing else ""))
