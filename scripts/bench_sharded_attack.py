@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 ADVKERAS = str(Path(sys.executable).with_name("advkeras"))
 
 
-def parse(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse(argv=None, name: str = "sharded_attack", doc: str = __doc__) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "idc"))
     p.add_argument("--model", default=None)
     p.add_argument("--attack", default="pgd")
@@ -36,10 +36,11 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--backend", default="native")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--shard-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=128, help="images per batch (per replica under a strategy)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--work", default="/tmp/advkeras_sharded")
+    p.add_argument("--work", default=f"/tmp/advkeras_{name}")
     p.add_argument("--threads", type=int, default=1, help="TF intra-op threads per worker")
-    p.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "sharded_attack.json"))
+    p.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / f"{name}.json"))
     return p.parse_args(argv)
 
 
@@ -55,7 +56,7 @@ def env(args, tf_config: dict | None = None) -> dict:
 def attack_cmd(args, model: str, out: Path) -> list[str]:
     return [ADVKERAS, "attack", "--model", model, "--data", args.data, "--attack", args.attack, "--eps", args.eps,
             "--backend", args.backend, "--param", f"steps={args.steps}", "--all-images", "--shard-size",
-            str(args.shard_size), "--seed", str(args.seed), "--out", str(out)]
+            str(args.shard_size), "--batch-size", str(args.batch_size), "--seed", str(args.seed), "--out", str(out)]
 
 
 def results(out: Path) -> tuple[dict, dict]:
