@@ -19,6 +19,7 @@ docs/benchmarks/distributed_attack.json.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -98,7 +99,7 @@ def main(argv=None) -> dict:
     for name in ("one", "two", "killed", "processes", "foolbox"):
         subprocess.run(["rm", "-rf", str(work / name)], check=True)
     report = {"command": "python scripts/bench_distributed_attack.py " + " ".join(sys.argv[1:]), "args": vars(args),
-              "seconds": {}}
+              "seconds": {}, "cpu_count": os.cpu_count(), "load_average_at_start": os.getloadavg()}
     run = lambda *c: subprocess.run(list(c), check=True, env=env(args), stdout=subprocess.DEVNULL)  # noqa: E731
     report["seconds"]["one_process_strategy"], _ = timed(lambda: run(*cmd(args, model, work / "one", "--strategy",
                                                                           "mirrored")))
@@ -132,6 +133,7 @@ def main(argv=None) -> dict:
                   killed_and_resumed_vs_one=same(one, results(work / "killed")),
                   success_rate_processes_by_shard=results(work / "processes")[0]["success_rate"],
                   success_rate_foolbox=results(work / "foolbox")[0]["success_rate"])
+    report["load_average_at_end"] = os.getloadavg()  # other work on the machine slows every row alike
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1))
     print(json.dumps(report, indent=1))
