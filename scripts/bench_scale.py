@@ -38,6 +38,7 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--memory-max-size", type=int, default=8000,
                    help="skip --in-memory above this many images (it needs ~115 KB per patch)")
     p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--max-fit", type=int, default=None, help="assess: images a fitting stage holds (config max_fit)")
     p.add_argument("--probe-steps", type=int, default=0,
                    help="instead of the commands: a probe process that loads the folder as `train` does, trains "
                         "this many batches of the full shuffled pipeline and predicts every held-out image "
@@ -130,13 +131,51 @@ def probe(tree: Path, steps: int, mode: str, log: Path) -> dict:
     return row
 
 
-def assess_config(tree: Path, dest: Path, epochs: int) -> Path:
-    """The default assessment with one training epoch and the stages sized as in `make demo`."""
+def assess_config(tree: Path, dest: Path, epochs: int, max_fit: int | None = None) -> Path:
+    """The default assessment with `epochs` training epochs (and `max_fit` if given); other stages as in `make demo`."""
     import yaml
 
-    cfg = {"data": str(tree), "train": {"epochs": epochs}}
+    cfg = {"data": str(tree), "train": {"epochs": epochs}, **({"max_fit": max_fit} if max_fit else {})}
     dest.write_text(yaml.safe_dump(cfg))
     return dest
+
+
+# `advkeras assess` with each stage timed and its own peak resident memory read: the kernel's high-water mark
+# (VmHWM) is reset before the stage by writing 5 to /proc/self/clear_refs, and read after it.
+STAGE_PROBE = """
+import json, sys, time
+from advkeras.assess import stages
+from advkeras.assess.run import assess
+
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+
+rows = []
+
+def timed(fn):
+    def stage(ctx):
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        t0, before = time.perf_counter(), status("VmRSS")
+        fn(ctx)
+        rows.append({"stage": fn.__name__.replace("stage_", ""), "seconds": time.perf_counter() - t0,
+                     "rss_before_mb": before, "peak_rss_mb": status("VmHWM"), "rss_after_mb": status("VmRSS")})
+        print("STAGE", json.dumps(rows[-1]), flush=True)
+    return stage
+
+stages.STAGES[:] = [timed(fn) for fn in stages.STAGES]  # run.py iterates this very list
+assess(sys.argv[2], config=sys.argv[1], seed=int(sys.argv[3]), force=True)
+"""
+
+
+def assess_stages(cfg: Path, run_dir: Path, seed: int, log: Path) -> dict:
+    """The assessment in its own process, per stage: seconds and peak resident memory."""
+    row = timed([sys.executable, "-c", STAGE_PROBE, str(cfg), str(run_dir), str(seed)], log)
+    row["command"] = f"advkeras assess --config {cfg.name} --seed {seed} (each stage timed and its peak memory read)"
+    row["stages"] = [json.loads(m) for m in re.findall(r"^STAGE (.*)$", log.read_text(), re.M)]
+    return row
 
 
 def main(argv=None) -> dict:
@@ -169,12 +208,12 @@ def main(argv=None) -> dict:
                 if command == "train":
                     cmd = [*ADVKERAS, "train", "--data", str(tree), "--epochs", str(args.epochs), "--seed",
                            str(args.seed), "--out", str(run_dir), "--force"] + (["--in-memory"] if mode == "memory" else [])
+                    row = {"size": size, "stage": command, "mode": mode, "tree_build_seconds": built,
+                           **timed(cmd, work / f"{command}_{size}_{mode}.log")}
                 else:
-                    cfg = assess_config(tree, work / f"assess_{size}.yaml", args.epochs)
-                    cmd = [*ADVKERAS, "assess", "--config", str(cfg), "--seed", str(args.seed), "--out", str(run_dir),
-                           "--force"]
-                row = {"size": size, "stage": command, "mode": mode, "tree_build_seconds": built,
-                       **timed(cmd, work / f"{command}_{size}_{mode}.log")}
+                    cfg = assess_config(tree, work / f"assess_{size}.yaml", args.epochs, args.max_fit)
+                    row = {"size": size, "stage": command, "mode": mode, "tree_build_seconds": built,
+                           **assess_stages(cfg, run_dir, args.seed, work / f"{command}_{size}_{mode}.log")}
                 metrics = run_dir / "metrics.json"
                 if metrics.exists():
                     m = json.loads(metrics.read_text())
