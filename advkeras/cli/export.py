@@ -40,7 +40,7 @@ def export(model_path: str, name: str, data: str, store: str, metric: str | None
     layer = {"store": store, "action": action, **({"metric": metric or "mse"} if store == "ring" else {})}
     classifier = load_model(model_path)
     encoder = load_model(encoder_path) if encoder_path else None
-    _, val, _ = split_dataset(load_dataset(data), seed)
+    _, val, _ = split_dataset(load_dataset(data, lazy=True), seed)  # only the calibration users' images are read
     path, meta = export_classifier(classifier, val, out, name, encoder_model=encoder,
                                    feature_response=feature_response, target_fpr=target_fpr, seed=seed,
                                    **layer)

@@ -33,7 +33,8 @@ def visualize(model_path: str, defended: tuple[str, ...], data: str, attacks: tu
                               inputs=[model_path, data, *(p[1] for p in pairs)])
     original = load_model(model_path)
     models = {name: load_model(path) for name, path in pairs}
-    test = stratified_subset(split_dataset(load_dataset(data), seed)[2], n_images, seed=seed)  # by class, across patients
+    held_out = split_dataset(load_dataset(data, lazy=True), seed)[2]  # a folder stays on disk but the drawn images
+    test = stratified_subset(held_out, n_images, seed=seed).in_memory()  # by class, across patients
     rows, figures = compare_defense_activations(original, models, test.x, test.y, out_dir, attacks=list(attacks),
                                                 eps=eps, seed=seed)
     write_json(out_dir / "activation_graphs.json", {"model": model_path, "defended": dict(pairs), "eps": eps,
