@@ -59,16 +59,14 @@ class AttackResult:
 
     def summary(self) -> dict:
         """Numbers a report shows; arrays stay out."""
-        s = self.success
-        return {"attack": self.attack, "backend": self.backend, "norm": self.norm, "eps": self.eps,
-                "n": int(len(self.x)),
-                "targeted": self.target is not None, "success_rate": self.success_rate,
-                "success_rate_on_correct": self.success_rate_on_correct,
-                "clean_accuracy": float((self.pred_clean == self.y).mean()) if len(self.y) else float("nan"),
-                "median_l2_success": float(np.median(self.l2[s])) if s.any() else None,
-                "median_linf_success": float(np.median(self.linf[s])) if s.any() else None,
-                "mean_queries": float(self.queries.mean()) if self.queries is not None else None,
-                "seconds": self.seconds, "params": self.params}
+        return summarise(self.per_image(), attack=self.attack, backend=self.backend, norm=self.norm, eps=self.eps,
+                         seconds=self.seconds, params=self.params)
+
+    def per_image(self) -> dict[str, np.ndarray]:
+        """The per-image numbers without the images: labels, predictions, success, norms (target, queries)."""
+        extra = {k: v for k, v in (("target", self.target), ("queries", self.queries)) if v is not None}
+        return {"y": self.y, "success": self.success, "pred_clean": self.pred_clean, "pred_adv": self.pred_adv,
+                "l2": self.l2, "linf": self.linf, **extra}
 
     def save(self, path) -> None:
         """`.npz` with x, x_adv (clipped), raw, y, success, l2, linf (and target, queries when set)."""
@@ -76,3 +74,21 @@ class AttackResult:
         np.savez_compressed(path, x=self.x, x_adv=self.clipped, raw=self.raw, y=self.y, success=self.success,
                             l2=self.l2, linf=self.linf, pred_clean=self.pred_clean, pred_adv=self.pred_adv,
                             **extra)
+
+
+def summarise(per_image: dict[str, np.ndarray], *, attack: str, backend: str, norm: str, eps: float | None,
+              seconds: float, params: dict) -> dict:
+    """`AttackResult.summary` from per-image numbers alone (see `AttackResult.per_image`), so a run too large to
+    hold its images (sharded) is summed up the same way."""
+    y, s, pred_clean = per_image["y"], per_image["success"], per_image["pred_clean"]
+    correct = pred_clean == y
+    queries = per_image.get("queries")
+    return {"attack": attack, "backend": backend, "norm": norm, "eps": eps, "n": int(len(y)),
+            "targeted": per_image.get("target") is not None,
+            "success_rate": float(s.mean()) if len(s) else float("nan"),
+            "success_rate_on_correct": float(s[correct].mean()) if correct.any() else float("nan"),
+            "clean_accuracy": float(correct.mean()) if len(y) else float("nan"),
+            "median_l2_success": float(np.median(per_image["l2"][s])) if s.any() else None,
+            "median_linf_success": float(np.median(per_image["linf"][s])) if s.any() else None,
+            "mean_queries": float(queries.mean()) if queries is not None else None,
+            "seconds": seconds, "params": params}

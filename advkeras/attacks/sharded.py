@@ -21,7 +21,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from advkeras.attacks.registry import generate
-from advkeras.attacks.result import AttackResult
+from advkeras.attacks.result import AttackResult, summarise
 from advkeras.data.files import is_lazy
 from advkeras.errors import InputError
 from advkeras.seeding import derive_seed
@@ -136,6 +136,26 @@ def merge_shards(out_dir: str | Path) -> AttackResult:
         joined[f] = None if any(v is None for v in values) else np.concatenate(values)
     return AttackResult(first.attack, first.backend, first.eps, norm=first.norm, params=first.params,
                         seconds=float(sum(p.seconds for p in parts)), **joined)
+
+
+def merge_per_image(out_dir: str | Path) -> tuple[dict[str, np.ndarray], dict]:
+    """The per-image numbers of every shard (no images: see `AttackResult.per_image`), in order, and the summary
+    of the whole run; reads one shard at a time, so it takes memory for the numbers only, however many images."""
+    folder = Path(out_dir) / "shards"
+    plan = _read_plan(folder)
+    missing = missing_shards(out_dir)
+    if missing:
+        raise InputError(f"{len(missing)} of {plan['shards']} shards are not done yet (e.g. {missing[:5]}); run the "
+                         "missing workers again (finished shards are kept) before merging.")
+    parts, seconds = [], 0.0
+    for k in range(plan["shards"]):
+        res = _load(_shard_path(folder, k))
+        parts.append(res.per_image())
+        seconds += res.seconds
+    joined = {f: np.concatenate([p[f] for p in parts]) for f in parts[0]}
+    summary = summarise(joined, attack=res.attack, backend=res.backend, norm=res.norm, eps=res.eps, seconds=seconds,
+                        params=res.params)
+    return joined, summary
 
 
 def _shard_path(folder: Path, k: int) -> Path:

@@ -89,11 +89,12 @@ def attack(model_path: str, data: str, attack_name: str, eps: str | None, backen
     y = test.y
     target = (y + 1) % int(model.output_shape[-1]) if targeted else None
     if shard_size is not None:
-        _sharded(model, test, target, attack_name, eps_value, backend, batch_size, attack_params, shard_size,
-                 worker, workers, seed, out, force, plan={"model": str(model_path), "data": str(data),
-                                                          "eps": eps_value, "backend": backend, "params": attack_params,
-                                                          "targeted": targeted, "all_images": all_images,
-                                                          "n_images": n_images}, strategy=strategy)
+        plan = {"model": str(model_path), "data": str(data), "eps": eps_value, "backend": backend,
+                "params": attack_params, "targeted": targeted, "all_images": all_images, "n_images": n_images}
+        shards = {"attack": attack_name, "shard_size": shard_size, "worker": worker, "workers": workers, "seed": seed,
+                  "strategy": strategy}
+        _sharded(model, test, out, force, plan, shards, dict(eps=eps_value, backend=backend, target=target,
+                                                             batch_size=batch_size, **attack_params))
         return
     x = test.in_memory().x
     out_dir = prepare_out_dir(out, force=force, confirm=confirm_overwrite, inputs=[model_path, data])
@@ -119,21 +120,24 @@ def _strategy(name: str | None, worker: int | None, workers: int | None):
     return make_strategy(name)
 
 
-def _sharded(model, test, target, attack_name, eps, backend, batch_size, params, shard_size, worker, workers, seed,
-             out, force, plan, strategy=None) -> None:
-    """This worker's shards, then the merge when none is missing (see `advkeras.attacks.sharded`)."""
+def _sharded(model, test, out: str, force: bool, plan: dict, shards: dict, attack_kwargs: dict) -> None:
+    """This worker's shards, then the merge when none is missing (see `advkeras.attacks.sharded`).
+
+    `plan`: what the run is (stored with the shards); `shards`: attack, shard_size, worker, workers, seed and
+    strategy as `run_shards` takes them; `attack_kwargs`: what goes on to the attack (eps, backend, params...)."""
     import os
     from pathlib import Path
 
     import numpy as np
 
     from advkeras.attacks.distributed import is_chief
-    from advkeras.attacks.sharded import merge_shards, missing_shards, run_shards, shard_sequence, worker_from_tf_config
+    from advkeras.attacks.sharded import merge_per_image, missing_shards, run_shards, shard_sequence, worker_from_tf_config
     from advkeras.runs import prepare_out_dir, write_json
 
+    strategy, seed, shard_size = shards["strategy"], shards["seed"], shards["shard_size"]
     tf_index, tf_count = worker_from_tf_config() if strategy is None else (0, 1)
-    worker = tf_index if worker is None else worker
-    workers = tf_count if workers is None else workers
+    worker = tf_index if shards["worker"] is None else shards["worker"]
+    workers = tf_count if shards["workers"] is None else shards["workers"]
     out_dir = Path(out)
     chief = strategy is None or is_chief(strategy)
     if force and chief:
@@ -141,9 +145,8 @@ def _sharded(model, test, target, attack_name, eps, backend, batch_size, params,
     elif out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "shards").is_dir():
         raise FileExistsError(f"{out_dir} already holds results that are not a sharded run; pass --force to replace "
                               "them, or choose another --out.")
-    written = run_shards(model, test.x, test.y, attack_name, out_dir, shard_size=shard_size, worker=worker,
-                         workers=workers, seed=seed, plan=plan, eps=eps, backend=backend, target=target,
-                         batch_size=batch_size, strategy=strategy, **params)
+    written = run_shards(model, test.x, test.y, shards["attack"], out_dir, shard_size=shard_size, worker=worker,
+                         workers=workers, seed=seed, plan=plan, strategy=strategy, **attack_kwargs)
     if not chief:
         click.echo(f"worker {strategy.cluster_resolver.task_id}: done; worker 0 writes the shards and the merged "
                    "results")
@@ -153,14 +156,13 @@ def _sharded(model, test, target, attack_name, eps, backend, batch_size, params,
                + (f"; waiting for shard(s) {shard_sequence(missing)} (rerun to resume)" if missing else ""))
     if missing:
         return
-    res = merge_shards(out_dir)
+    per_image, summary = merge_per_image(out_dir)  # shard by shard: the images of a large run never all in memory
     tmp = out_dir / f".per_image.{os.getpid()}.tmp.npz"  # two workers may finish together: whole files only
-    np.savez_compressed(tmp, y=res.y, success=res.success, pred_clean=res.pred_clean,
-                        pred_adv=res.pred_adv, l2=res.l2, linf=res.linf,
-                        **({"groups": test.groups} if test.groups is not None else {}))
+    np.savez_compressed(tmp, **per_image, **({"groups": test.groups} if test.groups is not None else {}))
     os.replace(tmp, out_dir / "per_image.npz")
-    write_json(out_dir / "summary.json", {**res.summary(), "model": plan["model"], "data": plan["data"], "seed": seed,
+    write_json(out_dir / "summary.json", {**summary, "model": plan["model"], "data": plan["data"], "seed": seed,
                                           "shards": int(len(list((out_dir / "shards").glob("shard_*.npz")))),
                                           "shard_size": shard_size})
-    click.echo(f"{res.attack} ({res.backend}) on {len(res.y)} images: success {res.success_rate:.3f} "
-               f"(on correctly classified: {res.success_rate_on_correct:.3f}) -> {out_dir}")
+    click.echo(f"{summary['attack']} ({summary['backend']}) on {summary['n']} images: success "
+               f"{summary['success_rate']:.3f} (on correctly classified: {summary['success_rate_on_correct']:.3f}) "
+               f"-> {out_dir}")

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 import advkeras.attacks.sharded as sharded
-from advkeras.attacks.sharded import merge_shards, missing_shards, run_shards, shard_slices, worker_from_tf_config
+from advkeras.attacks.sharded import merge_per_image, merge_shards, missing_shards, run_shards, shard_slices, worker_from_tf_config
 from advkeras.cli import main
 from advkeras.errors import InputError
 
@@ -34,6 +34,9 @@ def test_two_workers_give_exactly_the_one_worker_result(mnist_model, digits, tmp
     _same(one, two)
     assert len(one.y) == 50 and one.success.any() and not one.success.all()
     np.testing.assert_array_equal(one.x, x)  # rows in the set's order
+    per_image, summary = merge_per_image(tmp_path / "two")  # shard by shard, without the images
+    assert summary == two.summary() and set(per_image) == {"y", "success", "pred_clean", "pred_adv", "l2", "linf"}
+    np.testing.assert_array_equal(per_image["linf"], one.linf)
 
 
 def test_an_interrupted_run_resumes_without_redoing_finished_shards(mnist_model, digits, tmp_path, monkeypatch):
