@@ -85,7 +85,9 @@ def distributed_attack(model: tf.keras.Model, x, y: np.ndarray, attack: str = "p
     """A native Linf attack (fgsm, bim, pgd; `params` as for `generate`) of (x, y) under `strategy`.
 
     `batch_size` is per replica. Every worker gets the whole result, in the order of x. `x` may be an array
-    or an `ImageFiles` index (each pipeline then decodes only its own rows). Untargeted only.
+    or an `ImageFiles` index (each pipeline then decodes only its own rows). Untargeted only. Load or build the
+    model under `strategy.scope()` so that its variables are copied to every device (`advkeras attack --strategy`
+    does); a model made outside works too, its replicas then read the variables from the device that holds them.
     """
     strategy = strategy or tf.distribute.get_strategy()
     spec = get_attack(attack, "native", **params)

@@ -71,6 +71,8 @@ def attack(model_path: str, data: str, attack_name: str, eps: str | None, backen
     With --shard-size, workers (on one machine or several sharing OUT) split the shards; the run writes
     OUT/per_image.npz (labels, predictions, success, norms: no images) and OUT/summary.json once every shard is
     done."""
+    import contextlib
+
     from advkeras.attacks import generate
     from advkeras.attacks.plot import plot_adversarial_grid
     from advkeras.data import load_dataset
@@ -82,7 +84,8 @@ def attack(model_path: str, data: str, attack_name: str, eps: str | None, backen
     strategy = _strategy(strategy_name, worker, workers)  # before any other TF work, as MultiWorkerMirrored needs
     if strategy is not None and shard_size is None:
         shard_size = 1024
-    model = load_model(model_path)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = load_model(model_path)  # under a strategy: its variables mirrored on every device
     ds = load_dataset(data, lazy=True)  # a folder stays on disk: only the attacked images are decoded
     held_out = split_dataset(ds, seed)[2]
     test = held_out if all_images else stratified_subset(held_out, n_images, seed=seed)  # by class, across patients
