@@ -143,7 +143,7 @@ def assess_config(tree: Path, dest: Path, epochs: int, max_fit: int | None = Non
 # `advkeras assess` with each stage timed and its own peak resident memory read: the kernel's high-water mark
 # (VmHWM) is reset before the stage by writing 5 to /proc/self/clear_refs, and read after it.
 STAGE_PROBE = """
-import json, sys, time
+import json, os, sys, time
 from advkeras.assess import stages
 from advkeras.assess.run import assess
 
@@ -161,7 +161,8 @@ def timed(fn):
         t0, before = time.perf_counter(), status("VmRSS")
         fn(ctx)
         rows.append({"stage": fn.__name__.replace("stage_", ""), "seconds": time.perf_counter() - t0,
-                     "rss_before_mb": before, "peak_rss_mb": status("VmHWM"), "rss_after_mb": status("VmRSS")})
+                     "rss_before_mb": before, "peak_rss_mb": status("VmHWM"), "rss_after_mb": status("VmRSS"),
+                     "load_average_1min": os.getloadavg()[0]})  # other work on the machine slows a stage
         print("STAGE", json.dumps(rows[-1]), flush=True)
     return stage
 
