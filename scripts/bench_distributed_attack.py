@@ -18,7 +18,6 @@ docs/benchmarks/distributed_attack.json.
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -27,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_sharded_attack import ADVKERAS, ROOT, env, parse, results, same  # noqa: E402
+from bench_sharded_attack import ADVKERAS, env, parse, results, same, write_report  # noqa: E402
 
 LIMIT = r"""
 import sys, time
@@ -134,10 +133,7 @@ def main(argv=None) -> dict:
                   success_rate_processes_by_shard=results(work / "processes")[0]["success_rate"],
                   success_rate_foolbox=results(work / "foolbox")[0]["success_rate"])
     report["load_average_at_end"] = os.getloadavg()  # other work on the machine slows every row alike
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=1))
-    print(json.dumps(report, indent=1))
-    return report
+    return write_report(report, args.out)
 
 
 if __name__ == "__main__":

@@ -118,8 +118,12 @@ def main(argv=None) -> dict:
     report["success_rate"] = one[0]["success_rate"]
     report["two_workers_vs_one"] = same(one, results(work / "two"))
     report["killed_and_resumed_vs_one"] = same(one, results(work / "killed"))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=1))
+    return write_report(report, args.out)
+
+
+def write_report(report: dict, out: str) -> dict:
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(report, indent=1))
     print(json.dumps(report, indent=1))
     return report
 

@@ -122,12 +122,7 @@ def missing_shards(out_dir: str | Path) -> list[int]:
 
 def merge_shards(out_dir: str | Path) -> AttackResult:
     """All shards of the run in `out_dir`, in order, as one AttackResult; refuses while any is missing."""
-    folder = Path(out_dir) / "shards"
-    plan = _read_plan(folder)
-    missing = missing_shards(out_dir)
-    if missing:
-        raise InputError(f"{len(missing)} of {plan['shards']} shards are not done yet (e.g. {missing[:5]}); run the "
-                         "missing workers again (finished shards are kept) before merging.")
+    folder, plan = _finished(out_dir)
     parts = [_load(_shard_path(folder, k)) for k in range(plan["shards"])]
     first = parts[0]
     joined: dict[str, Any] = {}
@@ -141,12 +136,7 @@ def merge_shards(out_dir: str | Path) -> AttackResult:
 def merge_per_image(out_dir: str | Path) -> tuple[dict[str, np.ndarray], dict]:
     """The per-image numbers of every shard (no images: see `AttackResult.per_image`), in order, and the summary
     of the whole run; reads one shard at a time, so it takes memory for the numbers only, however many images."""
-    folder = Path(out_dir) / "shards"
-    plan = _read_plan(folder)
-    missing = missing_shards(out_dir)
-    if missing:
-        raise InputError(f"{len(missing)} of {plan['shards']} shards are not done yet (e.g. {missing[:5]}); run the "
-                         "missing workers again (finished shards are kept) before merging.")
+    folder, plan = _finished(out_dir)
     parts, seconds = [], 0.0
     for k in range(plan["shards"]):
         res = _load(_shard_path(folder, k))
@@ -156,6 +146,17 @@ def merge_per_image(out_dir: str | Path) -> tuple[dict[str, np.ndarray], dict]:
     summary = summarise(joined, attack=res.attack, backend=res.backend, norm=res.norm, eps=res.eps, seconds=seconds,
                         params=res.params)
     return joined, summary
+
+
+def _finished(out_dir: str | Path) -> tuple[Path, dict]:
+    """The shard folder and plan of a run whose shards are all written; refuses while any is missing."""
+    folder = Path(out_dir) / "shards"
+    plan = _read_plan(folder)
+    missing = missing_shards(out_dir)
+    if missing:
+        raise InputError(f"{len(missing)} of {plan['shards']} shards are not done yet (e.g. {missing[:5]}); run the "
+                         "missing workers again (finished shards are kept) before merging.")
+    return folder, plan
 
 
 def _shard_path(folder: Path, k: int) -> Path:
