@@ -218,6 +218,8 @@ def _check_inputs(model: tf.keras.Model, x, y, batch_size: int) -> np.ndarray:
     if batch_size < 1:
         raise InputError(f"batch_size must be at least 1 (images per replica), got {batch_size}.")
     shape = tuple(np.shape(x)) if not is_lazy(x) else x.shape
+    if not shape or shape[0] == 0:
+        raise InputError("no images to attack or predict; pass at least one.")
     if len(shape) != 4 or shape[1:] != tuple(model.input_shape[1:]):
         raise InputError(f"images of shape {shape[1:]} do not fit the model, which takes {tuple(model.input_shape[1:])} "
                          "(float32 in [0, 1], channels last).")

@@ -88,6 +88,8 @@ def test_bad_strategies_and_inputs_are_explained(mnist_model, digits, monkeypatc
         make_strategy("multiworker")
     with pytest.raises(InputError, match="do not fit the model"):
         distributed_attack(mnist_model, x[:, :20], y, "fgsm", eps=0.1)
+    with pytest.raises(InputError, match="no images"):
+        distributed_predict(mnist_model, x[:0])
     with pytest.raises(InputError, match="one label per image"):
         distributed_attack(mnist_model, x, y[:3], "fgsm", eps=0.1)
     with pytest.raises(InputError, match="eps"):
