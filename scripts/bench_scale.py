@@ -175,7 +175,7 @@ def assess_stages(cfg: Path, run_dir: Path, seed: int, log: Path) -> dict:
     """The assessment in its own process, per stage: seconds and peak resident memory."""
     row = timed([sys.executable, "-c", STAGE_PROBE, str(cfg), str(run_dir), str(seed)], log)
     row["command"] = f"advkeras assess --config {cfg.name} --seed {seed} (each stage timed and its peak memory read)"
-    row["stages"] = [json.loads(m) for m in re.findall(r"^STAGE (.*)$", log.read_text(), re.M)]
+    row["stages"] = [json.loads(m) for m in re.findall(r"STAGE (\{.*\})", log.read_text())]
     return row
 
 
