@@ -1,9 +1,15 @@
 """What every attack returns."""
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+
+# The arrays of an AttackResult, in the order `save_result` writes them (target and queries may be None).
+FIELDS = ("x", "y", "raw", "clipped", "success", "pred_clean", "pred_adv", "target", "queries")
 
 
 @dataclass
@@ -92,3 +98,26 @@ def summarise(per_image: dict[str, np.ndarray], *, attack: str, backend: str, no
             "median_linf_success": float(np.median(per_image["linf"][s])) if s.any() else None,
             "mean_queries": float(queries.mean()) if queries is not None else None,
             "seconds": seconds, "params": params}
+
+
+def save_result(res: AttackResult, path: str | Path) -> Path:
+    """Write `res` losslessly (every array, dtypes kept, and its metadata) as `.npz`, atomically: to a temporary
+    name in the same folder, then renamed, so a reader (or a killed writer) sees a whole file or none.
+    `load_result` reads it back; `AttackResult.save` is the export for people (x_adv, norms) instead."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")  # .npz: numpy would append it otherwise
+    arrays = {f: getattr(res, f) for f in FIELDS if getattr(res, f) is not None}
+    meta = {"attack": res.attack, "backend": res.backend, "eps": res.eps, "norm": res.norm, "seconds": res.seconds,
+            "params": res.params}
+    np.savez_compressed(tmp, meta=np.array(json.dumps(meta, default=str)), **arrays)
+    os.replace(tmp, path)
+    return path
+
+
+def load_result(path: str | Path) -> AttackResult:
+    """The AttackResult `save_result` wrote to `path` (params come back as JSON gives them: tuples as lists)."""
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(str(z["meta"]))
+        arrays = {f: (z[f] if f in z.files else None) for f in FIELDS}
+    return AttackResult(meta["attack"], meta["backend"], meta["eps"], norm=meta["norm"], seconds=meta["seconds"],
+                        params=meta["params"], **arrays)

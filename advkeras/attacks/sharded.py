@@ -21,13 +21,12 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from advkeras.attacks.registry import generate
-from advkeras.attacks.result import AttackResult, summarise
+from advkeras.attacks.result import FIELDS, AttackResult, load_result, save_result, summarise
 from advkeras.data.files import is_lazy
 from advkeras.errors import InputError
 from advkeras.seeding import derive_seed
 
 PLAN = "plan.json"
-_FIELDS = ("x", "y", "raw", "clipped", "success", "pred_clean", "pred_adv", "target", "queries")
 
 
 def shard_slices(n: int, shard_size: int) -> list[slice]:
@@ -87,7 +86,7 @@ def run_shards(model: tf.keras.Model, x, y: np.ndarray, attack: str, out_dir: st
         sl = slices[k]
         res = generate(model, np.asarray(x[sl]), np.asarray(y[sl]), attack, seed=derive_seed(seed, "shard", k),
                        progress=False, **attack_kwargs)
-        _save_atomic(res, _shard_path(folder, k))
+        save_result(res, _shard_path(folder, k))  # atomic: a whole shard or none
         written.append(k)
     return written
 
@@ -109,7 +108,7 @@ def _run_distributed(model, x, y, attack, folder: Path, slices: list[slice], mis
         res = distributed_attack(model, part, np.asarray(y[sl]), attack, strategy=strategy,
                                  seed=derive_seed(seed, "shard", k), progress=False, **kwargs)
         if chief:
-            _save_atomic(res, _shard_path(folder, k))
+            save_result(res, _shard_path(folder, k))
     return todo if chief else []
 
 
@@ -123,10 +122,10 @@ def missing_shards(out_dir: str | Path) -> list[int]:
 def merge_shards(out_dir: str | Path) -> AttackResult:
     """All shards of the run in `out_dir`, in order, as one AttackResult; refuses while any is missing."""
     folder, plan = _finished(out_dir)
-    parts = [_load(_shard_path(folder, k)) for k in range(plan["shards"])]
+    parts = [load_result(_shard_path(folder, k)) for k in range(plan["shards"])]
     first = parts[0]
     joined: dict[str, Any] = {}
-    for f in _FIELDS:
+    for f in FIELDS:
         values = [getattr(p, f) for p in parts]
         joined[f] = None if any(v is None for v in values) else np.concatenate(values)
     return AttackResult(first.attack, first.backend, first.eps, norm=first.norm, params=first.params,
@@ -139,7 +138,7 @@ def merge_per_image(out_dir: str | Path) -> tuple[dict[str, np.ndarray], dict]:
     folder, plan = _finished(out_dir)
     parts, seconds = [], 0.0
     for k in range(plan["shards"]):
-        res = _load(_shard_path(folder, k))
+        res = load_result(_shard_path(folder, k))
         parts.append(res.per_image())
         seconds += res.seconds
     joined = {f: np.concatenate([p[f] for p in parts]) for f in parts[0]}
@@ -161,24 +160,6 @@ def _finished(out_dir: str | Path) -> tuple[Path, dict]:
 
 def _shard_path(folder: Path, k: int) -> Path:
     return folder / f"shard_{k:06d}.npz"
-
-
-def _save_atomic(res: AttackResult, path: Path) -> None:
-    """Write to a temporary name in the same folder, then rename: readers see a whole shard or none."""
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-    arrays = {f: getattr(res, f) for f in _FIELDS if getattr(res, f) is not None}
-    meta = {"attack": res.attack, "backend": res.backend, "eps": res.eps, "norm": res.norm, "seconds": res.seconds,
-            "params": res.params}
-    np.savez_compressed(tmp, meta=np.array(json.dumps(meta, default=str)), **arrays)
-    os.replace(tmp, path)
-
-
-def _load(path: Path) -> AttackResult:
-    with np.load(path, allow_pickle=False) as z:
-        meta = json.loads(str(z["meta"]))
-        arrays = {f: (z[f] if f in z.files else None) for f in _FIELDS}
-    return AttackResult(meta["attack"], meta["backend"], meta["eps"], norm=meta["norm"], seconds=meta["seconds"],
-                        params=meta["params"], **arrays)
 
 
 def _check_plan(folder: Path, plan: dict) -> None:
