@@ -1,6 +1,7 @@
 """Saving and loading `.keras` models without ever overwriting a user's file by surprise."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import tensorflow as tf
@@ -9,7 +10,10 @@ from advkeras.errors import ModelError
 
 
 def save_model(model: tf.keras.Model, path: str | Path, *, overwrite: bool = False) -> Path:
-    """Save as a `.keras` file; refuse to replace an existing file unless `overwrite=True`."""
+    """Save as a `.keras` file; refuse to replace an existing file unless `overwrite=True`.
+
+    Written under a temporary name in the same folder and renamed, so a killed run leaves the old file or the
+    new one, never half a model (an interrupted assessment reloads it when it resumes)."""
     path = Path(path)
     if path.suffix != ".keras":
         raise ModelError(f"{path}: save models with a '.keras' suffix (the Keras v3 format).")
@@ -17,7 +21,12 @@ def save_model(model: tf.keras.Model, path: str | Path, *, overwrite: bool = Fal
         raise FileExistsError(f"{path} already exists; pass overwrite=True (CLI: --force) to replace it, "
                               "or choose another path.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(path)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")  # Keras wants the .keras suffix
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
