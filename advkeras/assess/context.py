@@ -7,6 +7,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from advkeras.attacks.result import AttackResult
 from advkeras.data.dataset import Dataset
 from advkeras.data.sampling import stratified_subset
 
@@ -26,6 +27,17 @@ class RunContext:
     figures: dict[str, Any] = field(default_factory=dict)  # name -> {"path", "caption", "section"} or a path
     adversarials: dict[str, Any] = field(default_factory=dict)  # "attack@eps" -> AttackResult
     defended: dict[str, tf.keras.Model] = field(default_factory=dict)  # defense name -> defended model
+    checkpoint: Any = None  # advkeras.assess.checkpoint.Checkpoint of the run, or None (nothing saved)
+
+    def finished_attack(self, key: str) -> AttackResult | None:
+        """The result of attack `key` ("name@eps") that a killed earlier try of this run saved, else None."""
+        return None if self.checkpoint is None else self.checkpoint.load_attack(key)
+
+    def add_attack(self, key: str, result: AttackResult) -> None:
+        """Record an attack result, saved at once so that a run killed later in the stage keeps it."""
+        self.adversarials[key] = result
+        if self.checkpoint is not None:
+            self.checkpoint.save_attack(key, result)
 
     def add_figure(self, section: str, name: str, path: Path, caption: str) -> None:
         """Register a figure file (inside `out`) for the report's `section`."""

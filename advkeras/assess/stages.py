@@ -71,9 +71,12 @@ def stage_attacks(ctx: RunContext) -> None:
     rows = []
     for spec in ctx.config.get("attacks", []):
         for eps in spec.get("eps", [None]):
-            res = generate(ctx.model, ev.x, ev.y, spec["name"], eps=eps, backend=spec.get("backend"),
-                           seed=ctx.seed, **spec.get("params", {}))
-            ctx.adversarials[f"{spec['name']}@{eps}"] = res
+            key = f"{spec['name']}@{eps}"
+            res = ctx.finished_attack(key)  # resumed: the killed run finished this one
+            if res is None:
+                res = generate(ctx.model, ev.x, ev.y, spec["name"], eps=eps, backend=spec.get("backend"),
+                               seed=ctx.seed, **spec.get("params", {}))
+            ctx.add_attack(key, res)
             rows.append(res.summary())
             tag = f"{spec['name']}_eps{0 if eps is None else round(eps * 255, 1):g}"
             png = plot_adversarial_grid(res, ctx.figure_path("attacks", f"{tag}.png"),
