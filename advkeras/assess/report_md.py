@@ -15,8 +15,12 @@ def write_report_md(ctx: RunContext) -> Path:
     m = ctx.metrics
     test = m["model"]["test"]
     lines = [f"# advkeras assessment: {m['data']['name']}", "",
-             f"Command: `{m['command']}` (seed {ctx.seed}).", "", "## Risk summary", "",
-             "| level | threat | why |", "|---|---|---|"]
+             f"Command: `{m['command']}` (seed {ctx.seed}).", ""]
+    if m.get("resumed_stages") or m.get("resumed_attacks"):
+        lines += [f"Resumed from a checkpoint: stages {', '.join(m.get('resumed_stages') or []) or 'none'} and "
+                  f"attacks {', '.join(m.get('resumed_attacks') or []) or 'none'} came from an interrupted "
+                  "earlier try (their `stage_seconds` are that try's).", ""]
+    lines += ["## Risk summary", "", "| level | threat | why |", "|---|---|---|"]
     lines += [f"| {r['level']} | {r['threat']} | {r['reason']} |" for r in risk_summary(m)]
     lines += ["", "Rules, as applied:", ""] + [f"- {r}" for r in RULES]
     lines += ["", "## Model", "",

@@ -195,6 +195,15 @@ SECTIONS: list[tuple[str, str]] = [
 ]
 
 
+def _resumed(m: dict) -> str:
+    """A note that the run was resumed from a checkpoint, naming what came from the interrupted try."""
+    stages, attacks = m.get("resumed_stages") or [], m.get("resumed_attacks") or []
+    if not stages and not attacks:
+        return ""
+    return (f" &middot; <b>resumed</b>: stages {_esc(', '.join(stages) or 'none')} and attacks "
+            f"{_esc(', '.join(attacks) or 'none')} came from an interrupted earlier try (checkpoint)")
+
+
 def render_report(metrics: dict[str, Any], figures: dict[str, Any], out: str | Path) -> Path:
     """Write out/report.html from the run's metrics and figures (paths relative to `out`)."""
     out = Path(out)
@@ -226,7 +235,7 @@ def render_report(metrics: dict[str, Any], figures: dict[str, Any], out: str | P
 <header><h1>Adversarial risk assessment</h1>
 <p class="meta">data <b>{_esc(m['data']['name'])}</b> ({m['data']['n']} images) &middot; model
 <b>{_esc(m['model']['name'])}</b> &middot; seed {m['seed']} &middot; advkeras {_esc(m['advkeras'])},
-TensorFlow {_esc(m['tensorflow'])} &middot; command <code>{_esc(m['command'])}</code></p></header>
+TensorFlow {_esc(m['tensorflow'])} &middot; command <code>{_esc(m['command'])}</code>{_resumed(m)}</p></header>
 <section id="risk"><h2>Risk summary</h2>{risk_table}
 <p class="meta">Rules, as applied:</p><ul class="meta">{"".join(f"<li>{_esc(r)}</li>" for r in RULES)}</ul></section>
 <section id="model"><h2>Model</h2>{_model_body(m)}</section>
