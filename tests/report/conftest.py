@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 
 # Every stage on, each as small as it can be while still producing its numbers and figures.
@@ -13,13 +15,26 @@ TINY_STAGES = {
 }
 
 
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory):
-    """A real (tiny) assessment: LeNet on MNIST for one epoch, attacked with native FGSM, every stage on."""
-    from advkeras.assess import assess, load_config
+def tiny_config() -> dict:
+    """The config of `tiny_run`: LeNet on MNIST for one epoch, attacked with native FGSM, every stage on."""
+    from advkeras.assess import load_config
 
     cfg = load_config(data="mnist", max_eval=64)
     cfg["train"] = {"epochs": 1, "batch_size": 128, "learning_rate": 0.002}
     cfg["attacks"] = [{"name": "fgsm", "backend": "native", "eps": [0.01, 0.2]}]
-    cfg.update(TINY_STAGES)
-    return assess(tmp_path_factory.mktemp("run") / "tiny", config=cfg, seed=0)
+    cfg.update(copy.deepcopy(TINY_STAGES))
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A real (tiny) assessment: LeNet on MNIST for one epoch, attacked with native FGSM, every stage on."""
+    from advkeras.assess import assess
+
+    return assess(tmp_path_factory.mktemp("run") / "tiny", config=tiny_config(), seed=0)
+
+
+@pytest.fixture
+def tiny_assess_config() -> dict:
+    """A fresh copy of `tiny_run`'s config, for tests that run (parts of) the same assessment again."""
+    return tiny_config()
