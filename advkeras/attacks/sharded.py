@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -57,30 +57,30 @@ def worker_from_tf_config(env: str | None = None) -> tuple[int, int]:
 def run_shards(model: tf.keras.Model, x, y: np.ndarray, attack: str, out_dir: str | Path, *,
                shard_size: int = 256, worker: int = 0, workers: int = 1, seed: int = 0,
                plan: dict | None = None, progress: bool = True, strategy: tf.distribute.Strategy | None = None,
-               **attack_kwargs) -> list[int]:
+               prepare: Callable[[], None] | None = None, **attack_kwargs) -> list[int]:
     """Attack this worker's shards of (x, y) that are not on disk yet; returns the shard numbers it wrote.
 
     `x` may be an array or an `ImageFiles` index (then only one shard is decoded at a time). `plan` (what the
     run is: model, data, attack, parameters) is stored with the shards; a rerun with another plan is refused
     instead of mixing shards of two runs. `attack_kwargs` go to `generate` (eps, backend, params...).
+    `prepare`, if given, runs first (e.g. clearing `out_dir`).
 
-    With a `strategy` (a native attack only), the workers of the strategy attack every missing shard together
-    (`distributed_attack`), the shards the chief has not written, and the chief writes them.
+    With a `strategy` (a native attack only), the workers of the strategy attack every shard the chief has not
+    written together (`distributed_attack`) and the chief writes them; the other workers never touch `out_dir`.
     """
     if not 0 <= worker < workers:
         raise InputError(f"worker index {worker} is outside 0..{workers - 1}; give --worker below --workers.")
-    if strategy is not None and workers != 1:
-        raise InputError("under a tf.distribute strategy every worker takes part in every shard; drop --worker and "
-                         "--workers (the strategy's TF_CONFIG says who the workers are).")
-    folder = Path(out_dir) / "shards"
-    folder.mkdir(parents=True, exist_ok=True)
     slices = shard_slices(len(y), shard_size)
     # Shards of a strategy run draw each image's random start from its own key, not from its batch: never mixed.
-    _check_plan(folder, {**(plan or {}), "attack": attack, "n": int(len(y)), "shard_size": shard_size, "seed": seed,
-                         "shards": len(slices), **({"strategy": True} if strategy is not None else {})})
-    mine = [k for k in range(worker, len(slices), workers) if not _shard_path(folder, k).exists()]
+    plan = {**(plan or {}), "attack": attack, "n": int(len(y)), "shard_size": shard_size, "seed": seed,
+            "shards": len(slices), **({"strategy": True} if strategy is not None else {})}
     if strategy is not None:
-        return _run_distributed(model, x, y, attack, folder, slices, mine, seed, strategy, progress, attack_kwargs)
+        return _run_distributed(model, x, y, Path(out_dir) / "shards", slices, plan, strategy,
+                                dict(attack_kwargs, workers=workers, progress=progress, prepare=prepare))
+    if prepare is not None:
+        prepare()
+    folder = _open(Path(out_dir) / "shards", plan)
+    mine = [k for k in range(worker, len(slices), workers) if not _shard_path(folder, k).exists()]
     written = []
     for k in tqdm(mine, desc=f"{attack} shards (worker {worker}/{workers})", unit="shard", disable=not progress):
         sl = slices[k]
@@ -91,24 +91,56 @@ def run_shards(model: tf.keras.Model, x, y: np.ndarray, attack: str, out_dir: st
     return written
 
 
-def _run_distributed(model, x, y, attack, folder: Path, slices: list[slice], missing: list[int], seed: int,
-                     strategy: tf.distribute.Strategy, progress: bool, kwargs: dict) -> list[int]:
-    """Every shard the chief misses, attacked by all workers of `strategy`, written by the chief."""
-    from advkeras.attacks.distributed import chief_view, distributed_attack, is_chief
+def _open(folder: Path, plan: dict) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    _check_plan(folder, plan)
+    return folder
 
-    if kwargs.pop("backend", None) not in (None, "native") or kwargs.pop("target", None) is not None:
-        raise InputError("a tf.distribute strategy runs the native attacks (fgsm, bim, pgd), untargeted; for foolbox "
-                         "or ART attacks, or a targeted attack, drop --strategy and split by --worker/--workers.")
-    todo = chief_view(strategy, missing, len(slices))
-    chief = is_chief(strategy)
-    for k in tqdm(todo, desc=f"{attack} shards ({strategy.num_replicas_in_sync} replicas)", unit="shard",
+
+def _run_distributed(model, x, y, folder: Path, slices: list[slice], plan: dict, strategy: tf.distribute.Strategy,
+                     kwargs: dict) -> list[int]:
+    """Every shard the chief misses, attacked by all workers of `strategy`, written by the chief.
+
+    A worker's own checks (and the chief's folder) are settled before the first collective, and their outcome
+    shared with every worker (`chief_view`): one worker refusing must not leave the others waiting."""
+    from advkeras.attacks.distributed import _checked, attack_rows, chief_view, data_key, distributed_attack, is_chief
+
+    progress, prepare, workers = kwargs.pop("progress"), kwargs.pop("prepare"), kwargs.pop("workers")
+    chief, missing, problem = is_chief(strategy), [], None
+    try:
+        if workers != 1:
+            raise InputError("under a tf.distribute strategy every worker takes part in every shard; drop --worker "
+                             "and --workers (the strategy's TF_CONFIG says who the workers are).")
+        if kwargs.pop("backend", None) not in (None, "native") or kwargs.pop("target", None) is not None:
+            raise InputError("a tf.distribute strategy runs the native attacks (fgsm, bim, pgd), untargeted; for "
+                             "foolbox or ART attacks, or a targeted attack, drop --strategy and split by "
+                             "--worker/--workers.")
+        eps, batch_size = kwargs.pop("eps", None), kwargs.pop("batch_size", 64)
+        spec, y = _checked(model, x, y, plan["attack"], eps, batch_size, kwargs)
+        if chief:
+            if prepare is not None:
+                prepare()
+            _open(folder, plan)
+            missing = [k for k in range(len(slices)) if not _shard_path(folder, k).exists()]
+    except (InputError, OSError) as exc:
+        problem = exc
+    try:
+        todo = chief_view(strategy, missing, len(slices), ok=problem is None, key=data_key(x, y))
+    except InputError:
+        if problem is not None:
+            raise problem from None  # this worker's own reason rather than "a worker refused"
+        raise
+    for k in tqdm(todo, desc=f"{plan['attack']} shards ({strategy.num_replicas_in_sync} replicas)", unit="shard",
                   disable=not progress or not chief):
         sl = slices[k]
         part = x.select(sl) if is_lazy(x) else np.asarray(x[sl])
-        res = distributed_attack(model, part, np.asarray(y[sl]), attack, strategy=strategy,
-                                 seed=derive_seed(seed, "shard", k), progress=False, **kwargs)
+        args = dict(strategy=strategy, batch_size=batch_size, seed=derive_seed(plan["seed"], "shard", k),
+                    progress=False)
         if chief:
-            save_result(res, _shard_path(folder, k))
+            save_result(distributed_attack(model, part, y[sl], plan["attack"], eps=eps, **args, **kwargs),
+                        _shard_path(folder, k))
+        else:  # the same collectives, without decoding the shard or building a result it would not keep
+            attack_rows(model, part, y[sl], spec, eps, **args)
     return todo if chief else []
 
 

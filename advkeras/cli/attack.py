@@ -47,7 +47,8 @@ def parse_params(items: tuple[str, ...]) -> dict:
               help="Where the attack runs [default: the first backend that has it: foolbox, native, art].")
 @click.option("--targeted", is_flag=True, help="Aim at class (label + 1) mod C instead of any wrong class.")
 @click.option("-n", "--n-images", type=COUNT, default=64, show_default=True, help="Held-out images attacked.")
-@click.option("--batch-size", type=COUNT, default=128, show_default=True)
+@click.option("--batch-size", type=COUNT, default=128, show_default=True,
+              help="Images per batch (per replica under --strategy).")
 @click.option("--all-images", is_flag=True, help="Attack every held-out image (ignores -n).")
 @click.option("--param", "params", multiple=True, help="Attack parameter name=value (repeatable), e.g. steps=20.")
 @click.option("--shard-size", type=COUNT, default=None,
@@ -135,6 +136,7 @@ def _sharded(model, test, out: str, force: bool, plan: dict, shards: dict, attac
 
     from advkeras.attacks.distributed import is_chief
     from advkeras.attacks.sharded import merge_per_image, missing_shards, run_shards, shard_sequence, worker_from_tf_config
+    from advkeras.errors import InputError
     from advkeras.runs import prepare_out_dir, write_json
 
     strategy, seed, shard_size = shards["strategy"], shards["seed"], shards["shard_size"]
@@ -143,19 +145,23 @@ def _sharded(model, test, out: str, force: bool, plan: dict, shards: dict, attac
     workers = tf_count if shards["workers"] is None else shards["workers"]
     out_dir = Path(out)
     chief = strategy is None or is_chief(strategy)
-    if force and chief:
-        out_dir = prepare_out_dir(out, force=True, inputs=[plan["model"], plan["data"]])
-    elif out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "shards").is_dir():
-        raise FileExistsError(f"{out_dir} already holds results that are not a sharded run; pass --force to replace "
-                              "them, or choose another --out.")
+
+    def prepare() -> None:  # on the chief only under a strategy: the other workers never touch --out
+        if force:
+            prepare_out_dir(out, force=True, inputs=[plan["model"], plan["data"]])
+        elif out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "shards").is_dir():
+            raise InputError(f"{out_dir} already holds results that are not a sharded run; pass --force to replace "
+                             "them, or choose another --out.")
+
     written = run_shards(model, test.x, test.y, shards["attack"], out_dir, shard_size=shard_size, worker=worker,
-                         workers=workers, seed=seed, plan=plan, strategy=strategy, **attack_kwargs)
+                         workers=workers, seed=seed, plan=plan, strategy=strategy, prepare=prepare, **attack_kwargs)
     if not chief:
         click.echo(f"worker {strategy.cluster_resolver.task_id}: done; worker 0 writes the shards and the merged "
                    "results")
         return
     missing = missing_shards(out_dir)
-    click.echo(f"worker {worker}/{workers}: wrote {len(written)} shard(s)"
+    who = "chief" if strategy is not None else f"worker {worker}/{workers}"
+    click.echo(f"{who}: wrote {len(written)} shard(s)"
                + (f"; waiting for shard(s) {shard_sequence(missing)} (rerun to resume)" if missing else ""))
     if missing:
         return

@@ -1,6 +1,7 @@
 """Native attacks under tf.distribute: the same per-image results on one device, two replicas or two workers."""
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from advkeras.attacks import generate
-from advkeras.attacks.distributed import distributed_attack, distributed_predict, make_strategy
+from advkeras.attacks.distributed import _per_image_start, distributed_attack, distributed_predict, make_strategy
 from advkeras.attacks.sharded import merge_shards, run_shards
 from advkeras.cli import main
 from advkeras.data.files import ImageFiles
@@ -79,8 +80,26 @@ def test_shards_under_a_strategy_resume_and_refuse_what_it_cannot_run(mnist_mode
         run_shards(mnist_model, x, y, "pgd", tmp_path / "d", workers=2, **kw)
 
 
+def test_each_image_and_restart_has_its_own_start():
+    x = tf.fill([3, 4, 4, 1], 0.5)
+    eps, seed = tf.constant(0.1), tf.constant(7, tf.int64)
+    first = _per_image_start(x, eps, seed, tf.constant([0, 1, 2], tf.int64), 0).numpy()
+    moved = _per_image_start(x[:2], eps, seed, tf.constant([2, 0], tf.int64), 0).numpy()  # rows elsewhere
+    np.testing.assert_array_equal(moved, first[[2, 0]])
+    assert not np.array_equal(first[0], first[1])
+    assert not np.array_equal(first, _per_image_start(x, eps, seed, tf.constant([0, 1, 2], tf.int64), 1).numpy())
+    assert np.abs(first - 0.5).max() <= 0.1 + 1e-7
+
+
 def test_bad_strategies_and_inputs_are_explained(mnist_model, digits, monkeypatch):
     x, y = digits
+    with pytest.raises(InputError, match=r"\[0, 1\]"):
+        distributed_attack(mnist_model, x * 255, y, "fgsm", eps=0.1)
+    with pytest.raises(InputError, match="class ids"):
+        distributed_attack(mnist_model, x, y + 10, "fgsm", eps=0.1)
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {}}')
+    with pytest.raises(InputError, match="cluster spec"):
+        make_strategy("multiworker")
     with pytest.raises(InputError, match="unknown strategy"):
         make_strategy("tpu")
     monkeypatch.delenv("TF_CONFIG", raising=False)
@@ -113,7 +132,9 @@ strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 assert strategy.num_replicas_in_sync == 2
 r = distributed_attack(load_model(sys.argv[1]), z["x"], z["y"], "pgd", eps=0.1, seed=5, steps=3, restarts=2,
                        strategy=strategy, batch_size=8, progress=False)
-np.savez(sys.argv[3], clipped=r.clipped, success=r.success, pred_adv=r.pred_adv)
+one = distributed_attack(load_model(sys.argv[1]), z["x"][:1], z["y"][:1], "pgd", eps=0.1, seed=5, steps=3,
+                         strategy=strategy, batch_size=8, progress=False)  # fewer images than replicas
+np.savez(sys.argv[3], clipped=r.clipped, success=r.success, pred_adv=r.pred_adv, single=one.clipped)
 """
 
 
@@ -137,6 +158,8 @@ def test_two_replicas_of_a_mirrored_strategy_give_the_one_device_result(mnist_mo
                              progress=False)
     np.testing.assert_array_equal(got["clipped"], one.clipped)
     np.testing.assert_array_equal(got["pred_adv"], one.pred_adv)
+    np.testing.assert_array_equal(got["single"], distributed_attack(mnist_model, x[:1], y[:1], "pgd", eps=0.1, seed=5,
+                                                                    steps=3, progress=False).clipped)
 
 
 def _free_ports(k):
@@ -150,7 +173,10 @@ def _free_ports(k):
 
 
 def test_two_workers_of_a_multiworker_strategy_give_the_one_process_result(mnist_model, tmp_path):
-    """`advkeras attack --strategy multiworker` on two processes of 127.0.0.1 (TF_CONFIG) against one process."""
+    """`advkeras attack --strategy multiworker` on two processes of 127.0.0.1 (TF_CONFIG) against one process.
+
+    The chief's folder already holds the first shard (a resumed run) and worker 1's holds nothing: the workers
+    must agree on the chief's view (two shards left), or their collectives would not match."""
     model = tmp_path / "lenet.keras"
     mnist_model.save(model)
     cli = [sys.executable, "-c", "from advkeras.cli import main; main()", "attack", "--model", str(model), "--data",
@@ -159,17 +185,24 @@ def test_two_workers_of_a_multiworker_strategy_give_the_one_process_result(mnist
     one = subprocess.run([*cli, "--strategy", "mirrored", "--out", str(tmp_path / "one")], env=_env(),
                          capture_output=True, text=True, timeout=300)
     assert one.returncode == 0, one.stderr[-3000:]
+    (tmp_path / "w0" / "shards").mkdir(parents=True)
+    for name in ("plan.json", "shard_000000.npz"):
+        shutil.copy(tmp_path / "one" / "shards" / name, tmp_path / "w0" / "shards" / name)
     hosts = [f"127.0.0.1:{p}" for p in _free_ports(2)]
     workers = []
-    for i in range(2):
-        spec = json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": i}})
-        workers.append(subprocess.Popen([*cli, "--strategy", "multiworker", "--out", str(tmp_path / f"w{i}")],
-                                        env={**_env(), "TF_CONFIG": spec}, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True))
-    outs = [w.communicate(timeout=300) for w in workers]
+    try:
+        for i in range(2):
+            spec = json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": i}})
+            workers.append(subprocess.Popen([*cli, "--strategy", "multiworker", "--out", str(tmp_path / f"w{i}")],
+                                            env={**_env(), "TF_CONFIG": spec}, stdout=subprocess.PIPE,
+                                            stderr=subprocess.PIPE, text=True))
+        outs = [w.communicate(timeout=300) for w in workers]
+    finally:
+        for w in workers:  # a hung collective must not outlive the test
+            w.kill()
     assert [w.returncode for w in workers] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
-    assert "worker 0 writes" in outs[1][0]
-    assert not (tmp_path / "w1" / "per_image.npz").exists()  # only the chief writes
+    assert "chief: wrote 2 shard(s)" in outs[0][0] and "worker 0 writes" in outs[1][0]
+    assert not (tmp_path / "w1").exists()  # only the chief touches its folder
     a, b = np.load(tmp_path / "one" / "per_image.npz"), np.load(tmp_path / "w0" / "per_image.npz")
     for k in a.files:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
