@@ -15,3 +15,8 @@ class ModelError(AdvKerasError):
 
 class InputError(AdvKerasError):
     """Bad arrays or arguments: wrong shape, dtype, range, NaN, unknown attack name, eps out of range."""
+
+
+class NoStartingPointError(InputError):
+    """A targeted decision-based attack found no image the model puts in the target class to start from (a
+    model that answers one class for everything, or a batch without the target class)."""

@@ -14,7 +14,7 @@ import tensorflow as tf
 from advkeras.attacks.base import Attack, compiled_forward
 from advkeras.seeding import seeded_globals
 from advkeras.attacks.steps import rel_stepsize_for
-from advkeras.errors import InputError
+from advkeras.errors import InputError, NoStartingPointError
 
 
 class QueryCounter:
@@ -88,8 +88,9 @@ def _starting_points(model: tf.keras.Model, pool: np.ndarray, target: np.ndarray
     for c in np.unique(target):
         found = np.flatnonzero(pred == c)
         if not len(found):
-            raise InputError(f"a targeted decision-based attack starts from an image of the target class, but the "
-                             f"model puts none of the images passed in class {c}; include some that it does.")
+            raise NoStartingPointError(f"a targeted decision-based attack starts from an image of the target class, "
+                                       f"but the model puts none of the images passed in class {c}; include some "
+                                       "that it does.")
         rows = np.flatnonzero(target == c)
         start[rows] = pool[found[np.arange(len(rows)) % len(found)]]
     return start

@@ -27,7 +27,7 @@ from advkeras.attacks.base import predict_labels
 from advkeras.data.dataset import Dataset
 from advkeras.defenses.prediction_similarity import (as_user, build_defended_model, calibrate_threshold, query,
                                                      similarity_layer)
-from advkeras.errors import AdvKerasError, InputError
+from advkeras.errors import AdvKerasError, InputError, NoStartingPointError
 from advkeras.evaluation.attackers import Strategy, attacker_model
 from advkeras.evaluation.workloads import benign_workload
 from advkeras.models.layers import Jitter
@@ -227,9 +227,10 @@ def _run_attack_processes(defended, classifier, ds, spec, idx, k, seed) -> dict[
         final, seen = res.clipped, float(res.success.mean())
     except (AssertionError, ValueError) as exc:
         # foolbox gives up when falsified answers contradict each other (e.g. HopSkipJump asserts its start
-        # is adversarial); the attacker then holds no adversarial example for the whole batch. Anything
-        # else (a misspelt attack, a bad parameter) is the caller's error and must not shrink the sample.
-        if not foolbox_gave_up(exc):
+        # is adversarial); the attacker then holds no adversarial example for the whole batch. So does a
+        # decision-based attacker facing a model that puts nothing in the target class (a collapsed model).
+        # Anything else (a misspelt attack, a bad parameter) is the caller's error and must not shrink the sample.
+        if not (foolbox_gave_up(exc) or isinstance(exc, NoStartingPointError)):
             raise
         error, final, seen = f"{type(exc).__name__}: {exc}"[:200], x, 0.0
     stats = model.get_layer("as_user").process_stats()

@@ -58,3 +58,19 @@ def test_a_misspelt_attack_is_an_error_not_zero_processes(idc_splits):
                                            processes=1, seed=0, progress=False)
     assert foolbox_gave_up(ValueError("init_attack failed for 3 of 4 inputs"))
     assert not foolbox_gave_up(ValueError("something else")) and not foolbox_gave_up(AssertionError("ours"))
+
+
+def test_a_collapsed_model_gives_decision_based_attackers_no_start_not_a_crash(idc_splits):
+    """A model answering one class for everything (e.g. one training epoch on a skewed set) leaves a targeted
+    Boundary attacker no starting image: recorded as an error with no adversarial, as when foolbox gives up."""
+    import tensorflow as tf
+
+    train, val, test = idc_splits
+    clf = tf.keras.Sequential([tf.keras.Input(train.input_shape), tf.keras.layers.Flatten(),
+                               tf.keras.layers.Dense(2, kernel_initializer="zeros",
+                                                     bias_initializer=tf.keras.initializers.Constant([-5.0, 5.0]))])
+    spec = {"name": "boundary", "targeted": True, "params": {"steps": 2}}
+    out = evaluate_prediction_similarity(clf, val, test, n_benign=2, queries_per_user=2, attacks=[spec],
+                                         processes=2, seed=0, progress=False, actions=("flag",))
+    row = out["runs"]["flag"]["attacks"][0]
+    assert "class 0" in row["error"] and row["success_true"] == 0.0 and row["success_seen_by_attacker"] == 0.0
