@@ -143,7 +143,7 @@ def assess_config(tree: Path, dest: Path, epochs: int, max_fit: int | None = Non
 # `advkeras assess` with each stage timed and its own peak resident memory read: the kernel's high-water mark
 # (VmHWM) is reset before the stage by writing 5 to /proc/self/clear_refs, and read after it.
 STAGE_PROBE = """
-import json, os, sys, time
+import functools, json, os, sys, time
 from advkeras.assess import stages
 from advkeras.assess.run import assess
 
@@ -155,6 +155,7 @@ def status(key):
 rows = []
 
 def timed(fn):
+    @functools.wraps(fn)  # assess knows a stage by its name (checkpoints)
     def stage(ctx):
         with open("/proc/self/clear_refs", "w") as fh:
             fh.write("5")
