@@ -81,10 +81,9 @@ class Checkpoint:
         return state
 
     def start(self) -> dict:
-        """An empty checkpoint of a new run (before any stage, so every file written later is this run's)."""
-        state = self._state([], {}, {}, {}, [], [])
-        self._write_state(state)
-        return state
+        """The empty state of a new run; written with the first stage worth resuming (the model), before any
+        attack or defended model is, so every file written later is this run's."""
+        return self._state([], {}, {}, {}, [], [])
 
     def restore(self, ctx, state: dict) -> None:
         """Put a checkpoint's metrics, figures, attack results and defended models back on `ctx`."""

@@ -66,7 +66,8 @@ def assess(out: str | Path, *, config: str | Path | dict | None = None, seed: in
             _check_same(name, before, ctx.metrics.get(name))
         else:
             done.append(name)
-        checkpoint.commit(ctx, done, stage_seconds)
+        if set(done) - set(RERUN_ON_RESUME):  # the data stage alone is redone anyway: no checkpoint, and a run
+            checkpoint.commit(ctx, done, stage_seconds)  # refused at the model (bad input) leaves --out empty
     ctx.metrics["seconds"] = time.perf_counter() - start  # this call; a resumed run's stages: stage_seconds
     ctx.metrics["stage_seconds"] = stage_seconds
     ctx.metrics["resumed_stages"] = resumed

@@ -143,9 +143,15 @@ def test_a_kill_inside_the_attacks_stage_keeps_the_finished_attacks_and_ignores_
     assert resumed["model"]["test"] == unbroken["model"]["test"]
 
 
+def stage_marker(ctx) -> None:
+    """A stand-in for the costly stages: something past the data stage, so a checkpoint is written."""
+    ctx.metrics["marker"] = len(ctx.train)
+
+
 def _data_only(monkeypatch) -> None:
-    """Only the data stage (the others cost training), and no report (it needs the model's numbers)."""
-    monkeypatch.setattr(run_module, "STAGES", run_module.STAGES[:1])
+    """Only the data stage and a marker stage (the others cost training), and no report (it needs the model's
+    numbers)."""
+    monkeypatch.setattr(run_module, "STAGES", [run_module.STAGES[0], stage_marker])
     monkeypatch.setattr(run_module, "write_report_md", lambda ctx: None)
     monkeypatch.setattr(run_module, "render_report", lambda *args: None)
 
