@@ -55,6 +55,15 @@ print(time.perf_counter() - t0)
 """
 
 
+def commit() -> str:
+    """The code measured: HEAD of the tree this script runs from (plus "+changes" when it has uncommitted ones)."""
+    root = Path(__file__).resolve().parents[1]
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
+                           text=True)
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+
+
 def cmd(args, model: str, out: Path, *extra: str) -> list[str]:
     return [ADVKERAS, "attack", "--model", model, "--data", args.data, "--attack", args.attack, "--eps", args.eps,
             "--param", f"steps={args.steps}", "--all-images", "--shard-size", str(args.shard_size), "--batch-size",
@@ -98,7 +107,7 @@ def main(argv=None) -> dict:
     for name in ("one", "two", "killed", "processes", "foolbox"):
         subprocess.run(["rm", "-rf", str(work / name)], check=True)
     report = {"command": "python scripts/bench_distributed_attack.py " + " ".join(sys.argv[1:]), "args": vars(args),
-              "seconds": {}, "cpu_count": os.cpu_count(), "load_average_at_start": os.getloadavg()}
+              "seconds": {}, "cpu_count": os.cpu_count(), "commit": commit(), "load_average_at_start": os.getloadavg()}
     run = lambda *c: subprocess.run(list(c), check=True, env=env(args), stdout=subprocess.DEVNULL)  # noqa: E731
     report["seconds"]["one_process_strategy"], _ = timed(lambda: run(*cmd(args, model, work / "one", "--strategy",
                                                                           "mirrored")))
