@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_sharded_attack import ADVKERAS, env, parse, results, same, write_report  # noqa: E402
+from bench_sharded_attack import ADVKERAS, env, parse, results, same, workspace, write_report  # noqa: E402
 
 LIMIT = r"""
 import sys, time
@@ -97,13 +97,7 @@ def timed(fn) -> tuple[float, object]:
 def main(argv=None) -> dict:
     args = parse(argv, "distributed_attack", __doc__)
     batch = args.batch_size
-    work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
-    model = args.model
-    if model is None:
-        subprocess.run([ADVKERAS, "train", "--data", args.data, "--epochs", "1", "--seed", str(args.seed), "--out",
-                        str(work / "train"), "--force"], check=True, env=env(args))
-        model = str(work / "train" / "model.keras")
+    work, model = workspace(args)
     for name in ("one", "two", "killed", "processes", "foolbox"):
         subprocess.run(["rm", "-rf", str(work / name)], check=True)
     report = {"command": "python scripts/bench_distributed_attack.py " + " ".join(sys.argv[1:]), "args": vars(args),

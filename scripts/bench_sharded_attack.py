@@ -73,15 +73,20 @@ def same(a: tuple[dict, dict], b: tuple[dict, dict]) -> dict:
             "per_image_equal": pa.keys() == pb.keys() and all(np.array_equal(pa[k], pb[k]) for k in pa)}
 
 
-def main(argv=None) -> dict:
-    args = parse(argv)
+def workspace(args) -> tuple[Path, str]:
+    """The work folder, and the model attacked: --model, else one trained once there (1 epoch, --seed)."""
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    model = args.model
-    if model is None:
-        subprocess.run([ADVKERAS, "train", "--data", args.data, "--epochs", "1", "--seed", str(args.seed), "--out",
-                        str(work / "train"), "--force"], check=True, env=env(args))
-        model = str(work / "train" / "model.keras")
+    if args.model is not None:
+        return work, args.model
+    subprocess.run([ADVKERAS, "train", "--data", args.data, "--epochs", "1", "--seed", str(args.seed), "--out",
+                    str(work / "train"), "--force"], check=True, env=env(args))
+    return work, str(work / "train" / "model.keras")
+
+
+def main(argv=None) -> dict:
+    args = parse(argv)
+    work, model = workspace(args)
     report = {"command": "python scripts/bench_sharded_attack.py " + " ".join(sys.argv[1:]), "args": vars(args),
               "cpu_count": os.cpu_count()}
     for name in ("one", "two", "killed"):
