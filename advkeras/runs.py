@@ -38,25 +38,30 @@ def _within(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any, *, keep_nonfinite: bool = False) -> Any:
+    """`obj` with numpy values, tuples and paths as JSON types; NaN and inf become None unless `keep_nonfinite`
+    (a checkpoint keeps them, so a resumed run sees what an unbroken one saw)."""
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v, keep_nonfinite=keep_nonfinite) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v, keep_nonfinite=keep_nonfinite) for v in obj]
     if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
+        return jsonable(obj.tolist(), keep_nonfinite=keep_nonfinite)
     if isinstance(obj, np.generic):
         return obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, float) and not keep_nonfinite and not np.isfinite(obj):
         return None
     return obj
 
 
-def write_json(path: str | Path, data: Any) -> Path:
-    """Write `data` as indented JSON, converting numpy values (NaN/inf become null). The file is written under
-    a temporary name and renamed, so a reader (or a killed writer) never leaves half a file."""
+def write_json(path: str | Path, data: Any, *, keep_nonfinite: bool = False) -> Path:
+    """Write `data` as indented JSON, converting numpy values (NaN/inf become null unless `keep_nonfinite`). The
+    file is written under a temporary name and renamed, so a reader (or a killed writer) never leaves half a
+    file."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(_jsonable(data), indent=2) + "\n")
+    tmp.write_text(json.dumps(jsonable(data, keep_nonfinite=keep_nonfinite), indent=2) + "\n")
     os.replace(tmp, path)
     return path

@@ -15,19 +15,18 @@ import hashlib
 import json
 import logging
 import math
-import os
 import platform
 import re
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import tensorflow as tf
 
 from advkeras import __version__
 from advkeras.attacks.result import AttackResult, load_result, save_result
 from advkeras.errors import InputError
 from advkeras.models import load_model, save_model
+from advkeras.runs import jsonable, write_json
 
 log = logging.getLogger(__name__)
 
@@ -135,10 +134,8 @@ class Checkpoint:
 
     def _write_state(self, state: dict) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_path.with_name(f".{STATE}.{os.getpid()}.tmp")
         # NaN stays NaN (metrics.json writes null): later stages and the report see what an unbroken run sees
-        tmp.write_text(json.dumps(plain(state), indent=1, allow_nan=True) + "\n")
-        os.replace(tmp, self.state_path)
+        write_json(self.state_path, state, keep_nonfinite=True)  # atomic
 
     def _read(self, path: Path, loader):
         try:
@@ -157,17 +154,7 @@ def _safe(name: str) -> str:
 def plain(obj: Any) -> Any:
     """`obj` as a checkpoint stores it: numpy values, tuples and paths as JSON types, NaN and inf kept
     (`runs.write_json` turns them into null for metrics.json)."""
-    if isinstance(obj, dict):
-        return {str(k): plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [plain(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return plain(obj.tolist())
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
+    return jsonable(obj, keep_nonfinite=True)
 
 
 def _differences(stored: dict, fp: dict, prefix: str = "") -> list[str]:
