@@ -121,13 +121,16 @@ def distributed_attack(model: tf.keras.Model, x, y: np.ndarray, attack: str = "p
     spec, y = _checked(model, x, y, attack, eps, batch_size, params)
     start = time.perf_counter()
     out = attack_rows(model, x, y, spec, eps, strategy=strategy, batch_size=batch_size, seed=seed, progress=progress)
+    return as_result(spec, eps, x, y, out, time.perf_counter() - start)
+
+
+def as_result(spec: NativeLinfIterative, eps: float, x, y: np.ndarray, out: dict, seconds: float) -> AttackResult:
+    """The AttackResult of `attack_rows` outputs `out` for (x, y)."""
     # The clean images are not gathered (half the traffic): each worker has them, or decodes them, itself.
     x = np.asarray(x, np.float32)
-    success = out["adv"] != y
     keys = {"random_start_keys": "per image"} if spec.params["random_start"] else {}
-    return AttackResult(spec.name, "native", eps, x, y, out["x_adv"], out["x_adv"], success, out["clean"],
-                        out["adv"], seconds=time.perf_counter() - start, params={**spec.params, **keys},
-                        norm=spec.norm)
+    return AttackResult(spec.name, "native", eps, x, y, out["x_adv"], out["x_adv"], out["adv"] != y, out["clean"],
+                        out["adv"], seconds=seconds, params={**spec.params, **keys}, norm=spec.norm)
 
 
 def attack_rows(model: tf.keras.Model, x, y: np.ndarray, spec: NativeLinfIterative, eps: float, *,

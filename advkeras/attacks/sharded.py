@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -75,8 +76,8 @@ def run_shards(model: tf.keras.Model, x, y: np.ndarray, attack: str, out_dir: st
     plan = {**(plan or {}), "attack": attack, "n": int(len(y)), "shard_size": shard_size, "seed": seed,
             "shards": len(slices), **({"strategy": True} if strategy is not None else {})}
     if strategy is not None:
-        return _run_distributed(model, x, y, Path(out_dir) / "shards", slices, plan, strategy,
-                                dict(attack_kwargs, workers=workers, progress=progress, prepare=prepare))
+        return _run_distributed(model, x, y, Path(out_dir) / "shards", slices, plan, strategy, workers=workers,
+                                progress=progress, prepare=prepare, attack_kwargs=attack_kwargs)
     if prepare is not None:
         prepare()
     folder = _open(Path(out_dir) / "shards", plan)
@@ -98,14 +99,15 @@ def _open(folder: Path, plan: dict) -> Path:
 
 
 def _run_distributed(model, x, y, folder: Path, slices: list[slice], plan: dict, strategy: tf.distribute.Strategy,
-                     kwargs: dict) -> list[int]:
+                     *, workers: int, progress: bool, prepare: Callable[[], None] | None,
+                     attack_kwargs: dict) -> list[int]:
     """Every shard the chief misses, attacked by all workers of `strategy`, written by the chief.
 
     A worker's own checks (and the chief's folder) are settled before the first collective, and their outcome
     shared with every worker (`chief_view`): one worker refusing must not leave the others waiting."""
-    from advkeras.attacks.distributed import _checked, attack_rows, chief_view, data_key, distributed_attack, is_chief
+    from advkeras.attacks.distributed import _checked, as_result, attack_rows, chief_view, data_key, is_chief
 
-    progress, prepare, workers = kwargs.pop("progress"), kwargs.pop("prepare"), kwargs.pop("workers")
+    kwargs = dict(attack_kwargs)
     chief, missing, problem = is_chief(strategy), [], None
     try:
         if workers != 1:
@@ -134,13 +136,11 @@ def _run_distributed(model, x, y, folder: Path, slices: list[slice], plan: dict,
                   disable=not progress or not chief):
         sl = slices[k]
         part = x.select(sl) if is_lazy(x) else np.asarray(x[sl])
-        args = dict(strategy=strategy, batch_size=batch_size, seed=derive_seed(plan["seed"], "shard", k),
-                    progress=False)
-        if chief:
-            save_result(distributed_attack(model, part, y[sl], plan["attack"], eps=eps, **args, **kwargs),
-                        _shard_path(folder, k))
-        else:  # the same collectives, without decoding the shard or building a result it would not keep
-            attack_rows(model, part, y[sl], spec, eps, **args)
+        start = time.perf_counter()
+        out = attack_rows(model, part, y[sl], spec, eps, strategy=strategy, batch_size=batch_size,
+                          seed=derive_seed(plan["seed"], "shard", k), progress=False)
+        if chief:  # the others took part in the same collectives, without decoding the shard or keeping a result
+            save_result(as_result(spec, eps, part, y[sl], out, time.perf_counter() - start), _shard_path(folder, k))
     return todo if chief else []
 
 
